@@ -1,0 +1,20 @@
+"""The numerical engine: the only Numba code in privflow (ARCHITECTURE "Engine rules").
+
+Flat functions over float64 C-contiguous ``(N, d)`` arrays, parallel (``prange``), ``nogil``,
+``cache=True``, no ``fastmath``; memory O((N + M) d) at any size.
+
+- ``fastexp``      vectorisable, accurate exp and an explicit FMA (the pairwise cost is the exp)
+- ``kernels``      fused pairwise kernel sums, gradient sums, log-sum-exp, soft-max barycentre
+- ``kde``          Gaussian KDE log-density (and score) at particles and at arbitrary points
+- ``birth_death``  birth–death rates and the jump sweep of BDLS
+- ``langevin``     MALA moves that reject proposals leaving the domain; uniform initial law
+- ``rng``          per-particle SplitMix64 streams and the seeding policy
+- ``potentials``   compiled public targets (Gaussian mixtures)
+- ``warmup``       the signature table; ``warm()`` compiles every entry once
+
+Importing this package compiles nothing.
+"""
+
+from dp_core.engine.warmup import WarmReport, compile_stats, warm
+
+__all__ = ["WarmReport", "compile_stats", "warm"]

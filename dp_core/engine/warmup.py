@@ -1,0 +1,105 @@
+"""The engine's signature table and ``warm()``, which compiles (or loads) every entry once.
+
+Every Numba kernel the service calls is listed here with a tiny call of the exact argument types
+the service uses (float64 C-contiguous arrays, int64 / float64 scalars, uint64 streams), so that
+start-up and the Docker build compile everything and no request ever waits for the JIT. Kernels
+are declared with ``cache=True``: the second process start loads them from the on-disk cache
+(``NUMBA_CACHE_DIR`` or ``__pycache__``), which :func:`compile_stats` lets a test verify.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dp_core.engine import birth_death, kernels, langevin, potentials, rng
+
+__all__ = ["SIGNATURES", "WarmReport", "compile_stats", "warm"]
+
+
+def _tiny_points(n: int = 3, d: int = 2) -> np.ndarray:
+    return np.linspace(-1.0, 1.0, n * d).reshape(n, d)
+
+
+def _warm_kernels() -> None:
+    x = _tiny_points()
+    w = np.full(3, 1.0 / 3.0)
+    for kind in kernels.KERNELS.values():
+        kernels.kernel_sum(x, x, w, kind, 0.5)
+        kernels.kernel_grad_sum(x, x, w, kind, 0.5)
+    kernels.logsumexp_cost(x, x, np.log(w), np.zeros(3), 0.25)
+    kernels.softmax_barycentre(x, x, np.log(w), np.zeros(3), 0.25)
+
+
+def _warm_particles() -> None:
+    x = _tiny_points()
+    streams = rng.new_streams(0, 3)
+    lo, hi = np.full(2, -2.0), np.full(2, 2.0)
+    langevin.uniform_in_domain(streams, langevin.BOX, lo, hi, x)
+    g = np.zeros_like(x)
+    prop = np.empty_like(x)
+    inside = np.empty(3, dtype=np.uint8)
+    accepted = np.empty(3, dtype=np.uint8)
+    v = np.zeros(3)
+    langevin.mala_propose(x, g, 0.01, streams, langevin.BOX, lo, hi, prop, inside)
+    langevin.mala_accept(x, v, g, prop, v, g, inside, 0.01, streams, accepted)
+    beta = np.empty(3)
+    birth_death.birth_death_rates(v, v, beta)
+    birth_death.birth_death_sweep(x, v, g, beta, 0.01, streams[:1].copy(), np.empty(3, np.int64))
+
+
+def _warm_potentials() -> None:
+    target = potentials.GaussianMixturePotential([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [1.0, 1.0])
+    target.value_and_grad(_tiny_points())
+
+
+SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
+    "kernels": (
+        _warm_kernels,
+        (kernels._kernel_sum_kernel, kernels._kernel_grad_sum_kernel, kernels._lse_kernel),
+    ),
+    "particles": (
+        _warm_particles,
+        (
+            rng._init_streams,
+            langevin.uniform_in_domain,
+            langevin.mala_propose,
+            langevin.mala_accept,
+            birth_death.birth_death_rates,
+            birth_death.birth_death_sweep,
+        ),
+    ),
+    "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),
+}
+"""Group name -> (a call that exercises every served signature, the dispatchers it compiles)."""
+
+
+@dataclass(frozen=True)
+class WarmReport:
+    """What ``warm()`` did: wall time and the number of compiled signatures."""
+
+    seconds: float
+    signatures: int
+
+
+def warm() -> WarmReport:
+    """Compile or load from cache every signature in :data:`SIGNATURES`."""
+    start = time.perf_counter()
+    for run, _ in SIGNATURES.values():
+        run()
+    total = sum(len(d.signatures) for _, ds in SIGNATURES.values() for d in ds)
+    return WarmReport(seconds=time.perf_counter() - start, signatures=total)
+
+
+def compile_stats() -> dict[str, tuple[int, int]]:
+    """Dispatcher name -> (cache hits, cache misses) in this process, for the cache test."""
+    out: dict[str, tuple[int, int]] = {}
+    for _, dispatchers in SIGNATURES.values():
+        for d in dispatchers:
+            hits = sum(d.stats.cache_hits.values())
+            misses = sum(d.stats.cache_misses.values())
+            out[d.py_func.__qualname__] = (hits, misses)
+    return out

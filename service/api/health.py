@@ -1,0 +1,94 @@
+"""Health surface: ``/healthz``, ``/readyz`` and ``/metrics``, and the Readiness record they report.
+
+``create_app`` puts a ``Readiness`` on ``app.state.readiness``; the kernel warm-up thread writes
+it and ``/readyz`` reads it. Readiness answers an RFC 9457 problem (code ``not_ready``) until it
+is ready.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.metrics import render_metrics
+
+__all__ = ["KernelState", "Readiness", "router"]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class KernelState(StrEnum):
+    """Where kernel warm-up stands."""
+
+    WARMING = "warming"  # compiling or loading from the Numba cache
+    READY = "ready"  # every served signature is compiled
+    SKIPPED = "skipped"  # warm_on_startup is false: ready at once, kernels compile on first use
+    FAILED = "failed"  # warm-up raised; the error is in the log and /readyz stays 503
+
+
+_NOT_READY_DETAIL = {
+    KernelState.WARMING: "Numerical kernels are still compiling; retry shortly.",
+    KernelState.FAILED: "Numerical kernel warm-up failed; see the service log.",
+}
+
+
+@dataclass(slots=True)
+class Readiness:
+    """What ``/readyz`` reports. One thread (warm-up) writes ``kernels``; requests only read it."""
+
+    kernels: KernelState = KernelState.WARMING
+
+    @property
+    def ready(self) -> bool:
+        return self.kernels in (KernelState.READY, KernelState.SKIPPED)
+
+
+def _not_ready_problem(state: KernelState) -> dict[str, Any]:
+    return {
+        "type": "/errors/not_ready",
+        "title": "Service not ready",
+        "status": 503,
+        "detail": _NOT_READY_DETAIL[state],
+        "code": "not_ready",
+    }
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the numerical kernels are compiled",
+    response_class=JSONResponse,
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ready"}}}},
+        503: {
+            "description": "Not ready yet (or warm-up failed)",
+            "content": {PROBLEM_MEDIA_TYPE: {"example": _not_ready_problem(KernelState.WARMING)}},
+        },
+    },
+)
+async def readyz(request: Request) -> JSONResponse:
+    readiness: Readiness = request.app.state.readiness
+    if readiness.ready:
+        return JSONResponse({"status": "ready"})
+    problem = _not_ready_problem(readiness.kernels)
+    return JSONResponse(problem, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus exposition of this process's metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    body, content_type = render_metrics(request.app.state.metrics, request.headers.get("accept"))
+    return Response(body, media_type=content_type)

@@ -1,0 +1,132 @@
+"""Service metrics: the per-app Prometheus registry, its instruments and the request middleware.
+
+Each app built by ``create_app`` gets its own ``CollectorRegistry`` (never the global default
+one), so several apps in one process (tests) do not share counts. Labels come only from the
+matched route template, the method and the response status: never from a raw URL, a query or a
+body, so no label can carry private data or grow without bound.
+"""
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+__all__ = ["UNMATCHED_ROUTE", "Metrics", "MetricsMiddleware", "build_metrics", "render_metrics"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNMATCHED_ROUTE = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The instruments of one app, all registered in ``registry``."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    kernels_ready: Gauge
+    kernel_warm_seconds: Gauge
+
+
+def build_metrics() -> Metrics:
+    """Build a fresh registry with the service's instruments.
+
+    Returns
+    -------
+    Metrics
+        ``privflow_http_requests_total{route, method, status}``,
+        ``privflow_http_request_duration_seconds{route, method}``,
+        ``privflow_kernels_ready`` (1 once warm-up compiled every kernel signature, else 0) and
+        ``privflow_kernel_warm_seconds`` (duration of the last completed warm-up).
+    """
+    registry = CollectorRegistry()
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "privflow_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ("route", "method", "status"),
+            registry=registry,
+        ),
+        latency=Histogram(
+            "privflow_http_request_duration_seconds",
+            "Time from request start to the end of the response body, by route template.",
+            ("route", "method"),
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        kernels_ready=Gauge(
+            "privflow_kernels_ready",
+            "1 once every Numba kernel signature the service uses is compiled, else 0.",
+            registry=registry,
+        ),
+        kernel_warm_seconds=Gauge(
+            "privflow_kernel_warm_seconds",
+            "Seconds the last completed kernel warm-up took (compile or cache load).",
+            registry=registry,
+        ),
+    )
+
+
+def render_metrics(metrics: Metrics, accept: str | None) -> tuple[bytes, str]:
+    """Encode ``metrics.registry`` in the exposition format the ``Accept`` header asks for.
+
+    Returns
+    -------
+    (body, content_type)
+        Prometheus text format unless OpenMetrics is requested; the content type is
+        prometheus_client's.
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(metrics.registry), content_type
+
+
+class MetricsMiddleware:
+    """ASGI middleware counting and timing every HTTP request by its matched route template.
+
+    The router stores the matched route in ``scope["route"]``; its ``path`` is the template
+    (``/v1/datasets/{id}``), never the raw URL. Requests no route matched are labelled
+    ``"unmatched"``, and methods outside the standard set ``"OTHER"``.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        status = 500  # what the client sees if the app raises before starting a response
+        start = time.perf_counter()
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_template(scope)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.latency.labels(route, method).observe(elapsed)
+
+
+def _route_template(scope: Scope) -> str:
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
