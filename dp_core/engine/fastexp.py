@@ -10,7 +10,8 @@ below is straight-line arithmetic that LLVM turns into SIMD code inside the engi
 * the factor ``2^k`` built directly from its IEEE-754 bit pattern.
 
 Accuracy: within 2 ulp of ``math.exp`` on [-708, 709] (measured in ``tests/unit/engine``).
-Inputs below -708 return exactly 0 (the true value is below 3.3e-308, the normal range);
+Inputs below -708 return exactly 0 (the true value is below 3.3e-308, at most 1.5 times the
+smallest normal double: the only normal results flushed are those of (-708.40, -708));
 inputs above 709.78 return +inf. NaN propagates. No ``fastmath`` is used: the results are
 IEEE-deterministic, as required on paths that feed acceptance decisions and rates.
 """

@@ -1,0 +1,84 @@
+"""warm() compiles every served signature; a second process loads them all from the on-disk
+cache; after warm-up, serving calls compile nothing new."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from dp_core.engine import kde, kernels, langevin, warmup
+from dp_core.engine.potentials import GaussianMixturePotential
+from dp_core.engine.rng import new_streams
+from dp_core.types import Domain
+
+
+def _dispatchers():
+    return [d for _, ds in warmup.SIGNATURES.values() for d in ds]
+
+
+def _signature_counts() -> dict[str, int]:
+    return {d.py_func.__qualname__: len(d.signatures) for d in _dispatchers()}
+
+
+def test_warm_reports_every_dispatcher():
+    report = warmup.warm()
+    assert report.signatures >= len(_dispatchers())
+    assert report.seconds >= 0.0
+    assert all(n >= 1 for n in _signature_counts().values())
+    stats = warmup.compile_stats()
+    assert set(stats) == set(_signature_counts())
+    # compile_stats keys by __qualname__: two dispatchers sharing a name would hide one
+    assert len(stats) == len(_dispatchers())
+
+
+def test_served_calls_after_warm_compile_nothing():
+    """Calls with the served types (other sizes, dimensions, kinds, domains) reuse the warmed
+    signatures: the number of compiled signatures per dispatcher does not grow."""
+    warmup.warm()
+    before = _signature_counts()
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(17, 3))
+    y = rng.normal(size=(300, 3))
+    w = rng.normal(size=300)
+    for code in kernels.KERNELS.values():
+        kernels.kernel_sum(x, y, w, code, 0.7)
+        kernels.kernel_grad_sum(x, y, w, code, 0.7)
+    kernels.softmax_barycentre(x, y, w, np.zeros(300), 0.2)
+    kde.log_kde(x, y, 0.3)
+    kde.kde_score_self(x, 0.3)
+    target = GaussianMixturePotential([1.0], [[0.0, 0.0, 0.0]], [1.0])
+    for domain in (Domain.box([-1.0] * 3, [1.0] * 3), Domain.ball([0.0] * 3, 1.0)):
+        kind, a, b = domain.engine_arrays()
+        streams = new_streams(3, 17)
+        langevin.uniform_in_domain(streams, kind, a, b, x)
+        v, g = target.value_and_grad(x)
+        prop = np.empty_like(x)
+        inside = np.empty(17, dtype=np.uint8)
+        accepted = np.empty(17, dtype=np.uint8)
+        langevin.mala_propose(x, g, 0.05, streams, kind, a, b, prop, inside)
+        vp, gp = target.value_and_grad(prop)
+        langevin.mala_accept(x, v, g, prop, vp, gp, inside, 0.05, streams, accepted)
+    assert _signature_counts() == before
+
+
+_CACHE_SCRIPT = """
+import json
+from dp_core.engine import compile_stats, warm
+warm()
+print(json.dumps(compile_stats()))
+"""
+
+
+def test_second_process_loads_everything_from_the_cache(tmp_path, run_python):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    first = json.loads(run_python(_CACHE_SCRIPT, env, 600).strip().splitlines()[-1])
+    second = json.loads(run_python(_CACHE_SCRIPT, env, 600).strip().splitlines()[-1])
+    names = {d.py_func.__qualname__ for d in _dispatchers()}
+    assert set(first) == set(second) == names
+    # the cache directory started empty, so the first process compiled every dispatcher ...
+    assert all(misses >= 1 for _, misses in first.values()), first
+    # ... and the second compiled none of them
+    for name, (hits, misses) in second.items():
+        assert misses == 0, (name, second)
+        assert hits >= 1, (name, second)
