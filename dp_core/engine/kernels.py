@@ -42,6 +42,7 @@ __all__ = [
     "TILE",
     "kernel_grad_sum",
     "kernel_sum",
+    "kernel_sum_self",
     "logsumexp_cost",
     "softmax_barycentre",
 ]
@@ -100,20 +101,34 @@ def _accumulate_values(kind, inv_s2, sigma, d2, wt, acc):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _kernel_factors(kind, inv_s2, sigma, d2, wt, fac):
-    """fac[t] = w_j ψ(r²), where ∇_x k(x, y) = ψ(r²) (x - y) (module table)."""
+def _factors_first_dim(kind, inv_s2, sigma, d2, wt, xi0, y0, fac, acc0):
+    """fac[t] = w_j φ(r²) and acc0[t] += fac[t] (x_i0 - y_j0), where ∇_x k = -s φ(r²) (x - y)
+    with the constant s of :func:`_gradient_scale` (module table). Dimension 0 is fused into the
+    pass that computes the factors; the other dimensions reuse ``fac``."""
     if kind == GAUSSIAN:
         c = -0.5 * inv_s2
         for t in range(TILE):
-            fac[t] = -inv_s2 * wt[t] * exp(c * d2[t])
+            f = wt[t] * exp(c * d2[t])
+            fac[t] = f
+            acc0[t] = fma(f, xi0 - y0[t], acc0[t])
     elif kind == IMQ:
         for t in range(TILE):
             q = 1.0 / math.sqrt(fma(d2[t], inv_s2, 1.0))
-            fac[t] = -inv_s2 * wt[t] * (q * q * q)
+            f = wt[t] * (q * q * q)
+            fac[t] = f
+            acc0[t] = fma(f, xi0 - y0[t], acc0[t])
     else:
         for t in range(TILE):
             r = math.sqrt(d2[t])
-            fac[t] = -wt[t] * exp(-r / sigma) / (sigma * r) if r > 0.0 else 0.0
+            f = wt[t] * exp(-r / sigma) / r if r > 0.0 else 0.0
+            fac[t] = f
+            acc0[t] = fma(f, xi0 - y0[t], acc0[t])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gradient_scale(kind, inv_s2, sigma):
+    """The constant s of ∇_x k = -s φ(r²)(x - y): 1/σ² (Gaussian, IMQ) or 1/σ (Laplace)."""
+    return 1.0 / sigma if kind == LAPLACE else inv_s2
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -176,6 +191,7 @@ def _kernel_grad_sum_kernel(x, yT, w, kind, sigma, out):
     n, d = x.shape
     mp = yT.shape[1]
     inv_s2 = 1.0 / (sigma * sigma)
+    scale = -_gradient_scale(kind, inv_s2, sigma)
     nblocks = (n + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
     for b in prange(nblocks):
         d2 = np.empty(TILE)
@@ -185,15 +201,91 @@ def _kernel_grad_sum_kernel(x, yT, w, kind, sigma, out):
             acc[:, :] = 0.0
             for j0 in range(0, mp, TILE):
                 _sq_dists(x, i, yT, j0, d2)
-                _kernel_factors(kind, inv_s2, sigma, d2, w[j0 : j0 + TILE], fac)
-                for k in range(d):
+                wt = w[j0 : j0 + TILE]
+                _factors_first_dim(
+                    kind, inv_s2, sigma, d2, wt, x[i, 0], yT[0, j0 : j0 + TILE], fac, acc[0]
+                )
+                for k in range(1, d):
                     xik = x[i, k]
                     yk = yT[k, j0 : j0 + TILE]
                     acck = acc[k]
                     for t in range(TILE):
                         acck[t] = fma(fac[t], xik - yk[t], acck[t])
             for k in range(d):
-                out[i, k] = _tree_sum(acc[k])
+                out[i, k] = scale * _tree_sum(acc[k])
+
+
+_SELF_TASKS = 32
+_UNIT_TILE = np.ones(TILE)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _self_block_rows(x, xT, w, kind, inv_s2, sigma, blk, d2, val, acc, colacc, rows):
+    """Rows of block ``blk`` against column tiles J >= blk (see ``_kernel_sum_self_kernel``)."""
+    n = x.shape[0]
+    mp = xT.shape[1]
+    ones = val  # reuse: val holds unweighted kernel values of the current tile
+    for i in range(blk * TILE, min(n, (blk + 1) * TILE)):
+        acc[:] = 0.0
+        wi = w[i]
+        _sq_dists(x, i, xT, blk * TILE, d2)
+        _accumulate_values(kind, inv_s2, sigma, d2, w[blk * TILE : (blk + 1) * TILE], acc)
+        for j0 in range((blk + 1) * TILE, mp, TILE):
+            _sq_dists(x, i, xT, j0, d2)
+            ones[:] = 0.0
+            _accumulate_values(kind, inv_s2, sigma, d2, _UNIT_TILE, ones)
+            wt = w[j0 : j0 + TILE]
+            ct = colacc[j0 : j0 + TILE]
+            for t in range(TILE):
+                acc[t] = fma(wt[t], ones[t], acc[t])
+                ct[t] = fma(wi, ones[t], ct[t])
+        rows[i] = _tree_sum(acc)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _kernel_sum_self_kernel(x, xT, w, kind, sigma, n_tasks, out):
+    """Symmetric P1 at the points themselves: each pair of tiles is visited once.
+
+    Row block I visits column tiles J >= I: the diagonal tile adds to the rows of I only;
+    off-diagonal tiles add their kernel values to the rows of I (weights w_j) and to the columns
+    of J (weight w_i) in the task's column accumulator. Blocks I and nb-1-I form a pair of equal
+    work (nb + 1 tiles); pairs are dealt round-robin to ``n_tasks`` tasks, a number fixed
+    independently of the thread count, and the column accumulators are added in task order:
+    deterministic, memory O(n_tasks · N).
+    """
+    n = x.shape[0]
+    mp = xT.shape[1]
+    nb = mp // TILE
+    inv_s2 = 1.0 / (sigma * sigma)
+    cols = np.zeros((n_tasks, mp))
+    rows = np.empty(n)
+    n_pairs = (nb + 1) // 2
+    for task in prange(n_tasks):
+        d2 = np.empty(TILE)
+        val = np.empty(TILE)
+        acc = np.empty(TILE)
+        colacc = cols[task]
+        for pair in range(task, n_pairs, n_tasks):
+            _self_block_rows(x, xT, w, kind, inv_s2, sigma, pair, d2, val, acc, colacc, rows)
+            if nb - 1 - pair != pair:
+                _self_block_rows(
+                    x, xT, w, kind, inv_s2, sigma, nb - 1 - pair, d2, val, acc, colacc, rows
+                )
+    for i in range(n):
+        total = rows[i]
+        for task in range(n_tasks):
+            total += cols[task, i]
+        out[i] = total
+
+
+def kernel_sum_self(x: np.ndarray, w: np.ndarray, kind: int, sigma: float) -> np.ndarray:
+    """P1 at the points themselves, ``s_i = Σ_j w_j k(x_i, x_j)``, using the kernel's symmetry
+    (half the pairs of :func:`kernel_sum`). x (N, d), w (N,) -> (N,)."""
+    xT, wp = _transposed_padded(x, w, 0.0)
+    nb = xT.shape[1] // TILE
+    out = np.empty(x.shape[0])
+    _kernel_sum_self_kernel(x, xT, wp, kind, float(sigma), min(_SELF_TASKS, (nb + 1) // 2), out)
+    return out
 
 
 def kernel_sum(x: np.ndarray, y: np.ndarray, w: np.ndarray, kind: int, sigma: float) -> np.ndarray:

@@ -30,6 +30,7 @@ def _warm_kernels() -> None:
     for kind in kernels.KERNELS.values():
         kernels.kernel_sum(x, x, w, kind, 0.5)
         kernels.kernel_grad_sum(x, x, w, kind, 0.5)
+        kernels.kernel_sum_self(x, w, kind, 0.5)
     kernels.logsumexp_cost(x, x, np.log(w), np.zeros(3), 0.25)
     kernels.softmax_barycentre(x, x, np.log(w), np.zeros(3), 0.25)
 
@@ -59,7 +60,12 @@ def _warm_potentials() -> None:
 SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
     "kernels": (
         _warm_kernels,
-        (kernels._kernel_sum_kernel, kernels._kernel_grad_sum_kernel, kernels._lse_kernel),
+        (
+            kernels._kernel_sum_kernel,
+            kernels._kernel_sum_self_kernel,
+            kernels._kernel_grad_sum_kernel,
+            kernels._lse_kernel,
+        ),
     ),
     "particles": (
         _warm_particles,

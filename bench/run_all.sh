@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run every benchmark from the repository root and write their markdown sections to stdout.
+# Usage: bench/run_all.sh [--quick] > /tmp/benchmarks.md   (about 2-3 minutes; --quick: ~1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+"$PY" bench/bench_kernels.py "$@"
+"$PY" bench/bench_shk.py "$@"
