@@ -125,6 +125,35 @@ def _factors_first_dim(kind, inv_s2, sigma, d2, wt, xi0, y0, fac, acc0):
             acc0[t] = fma(f, xi0 - y0[t], acc0[t])
 
 
+# Measured fast paths for the commonest case, a Gaussian kernel in d = 2: distances, exp and
+# accumulation in one pass with no intermediate arrays (docs/benchmarks.md: the separate passes
+# spend as much time on loads and stores as on the exp).
+@njit(cache=True, nogil=True, inline="always")
+def _gaussian_values_2d(xi0, xi1, yT, j0, w, c, acc):
+    """acc[t] += w_j exp(c |x_i - y_j|²) for the tile, d = 2."""
+    y0 = yT[0, j0 : j0 + TILE]
+    y1 = yT[1, j0 : j0 + TILE]
+    wt = w[j0 : j0 + TILE]
+    for t in range(TILE):
+        e0 = xi0 - y0[t]
+        e1 = xi1 - y1[t]
+        acc[t] += wt[t] * exp(c * fma(e1, e1, e0 * e0))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gaussian_grad_2d(xi0, xi1, yT, j0, w, c, acc0, acc1):
+    """acc_k[t] += w_j exp(c |x_i - y_j|²) (x_ik - y_jk) for the tile, d = 2."""
+    y0 = yT[0, j0 : j0 + TILE]
+    y1 = yT[1, j0 : j0 + TILE]
+    wt = w[j0 : j0 + TILE]
+    for t in range(TILE):
+        e0 = xi0 - y0[t]
+        e1 = xi1 - y1[t]
+        f = wt[t] * exp(c * fma(e1, e1, e0 * e0))
+        acc0[t] = fma(f, e0, acc0[t])
+        acc1[t] = fma(f, e1, acc1[t])
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _gradient_scale(kind, inv_s2, sigma):
     """The constant s of ∇_x k = -s φ(r²)(x - y): 1/σ² (Gaussian, IMQ) or 1/σ (Laplace)."""
@@ -181,6 +210,9 @@ def _kernel_sum_kernel(x, yT, w, kind, sigma, out):
         for i in range(b * _ROWS_PER_BLOCK, min(n, (b + 1) * _ROWS_PER_BLOCK)):
             acc[:] = 0.0
             for j0 in range(0, mp, TILE):
+                if kind == GAUSSIAN and x.shape[1] == 2:
+                    _gaussian_values_2d(x[i, 0], x[i, 1], yT, j0, w, -0.5 * inv_s2, acc)
+                    continue
                 _sq_dists(x, i, yT, j0, d2)
                 _accumulate_values(kind, inv_s2, sigma, d2, w[j0 : j0 + TILE], acc)
             out[i] = _tree_sum(acc)
@@ -199,20 +231,33 @@ def _kernel_grad_sum_kernel(x, yT, w, kind, sigma, out):
         acc = np.empty((d, TILE))
         for i in range(b * _ROWS_PER_BLOCK, min(n, (b + 1) * _ROWS_PER_BLOCK)):
             acc[:, :] = 0.0
-            for j0 in range(0, mp, TILE):
-                _sq_dists(x, i, yT, j0, d2)
-                wt = w[j0 : j0 + TILE]
-                _factors_first_dim(
-                    kind, inv_s2, sigma, d2, wt, x[i, 0], yT[0, j0 : j0 + TILE], fac, acc[0]
-                )
-                for k in range(1, d):
-                    xik = x[i, k]
-                    yk = yT[k, j0 : j0 + TILE]
-                    acck = acc[k]
-                    for t in range(TILE):
-                        acck[t] = fma(fac[t], xik - yk[t], acck[t])
+            if kind == GAUSSIAN and d == 2:
+                acc0 = acc[0]
+                acc1 = acc[1]
+                xi0 = x[i, 0]
+                xi1 = x[i, 1]
+                for j0 in range(0, mp, TILE):
+                    _gaussian_grad_2d(xi0, xi1, yT, j0, w, -0.5 * inv_s2, acc0, acc1)
+            else:
+                _grad_row_generic(x, i, yT, w, kind, inv_s2, sigma, d2, fac, acc)
             for k in range(d):
                 out[i, k] = scale * _tree_sum(acc[k])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _grad_row_generic(x, i, yT, w, kind, inv_s2, sigma, d2, fac, acc):
+    """Row i of the gradient sum by separate passes (any kernel, any d)."""
+    d = x.shape[1]
+    for j0 in range(0, yT.shape[1], TILE):
+        _sq_dists(x, i, yT, j0, d2)
+        wt = w[j0 : j0 + TILE]
+        _factors_first_dim(kind, inv_s2, sigma, d2, wt, x[i, 0], yT[0, j0 : j0 + TILE], fac, acc[0])
+        for k in range(1, d):
+            xik = x[i, k]
+            yk = yT[k, j0 : j0 + TILE]
+            acck = acc[k]
+            for t in range(TILE):
+                acck[t] = fma(fac[t], xik - yk[t], acck[t])
 
 
 _SELF_TASKS = 32
