@@ -17,11 +17,19 @@ import math
 import secrets
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from dp_core.errors import InvalidParameter
 
-__all__ = ["new_streams", "next_normal", "next_u64", "next_uniform", "resolve_seed"]
+__all__ = [
+    "fill_normals",
+    "fill_uniforms",
+    "new_streams",
+    "next_normal",
+    "next_u64",
+    "next_uniform",
+    "resolve_seed",
+]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -60,6 +68,23 @@ def next_normal(state, i):
     u1 = 1.0 - next_uniform(state, i)  # in (0, 1], so the log is finite
     u2 = next_uniform(state, i)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def fill_normals(state, out):
+    """Row i of ``out`` (N, k) gets the next k standard normals of stream i (e.g. the noise
+    of (F 7) or a MALA proposal); the streams advance in place."""
+    for i in prange(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[i, k] = next_normal(state, i)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def fill_uniforms(state, out):
+    """Row i of ``out`` (N, k) gets the next k uniforms on [0, 1) of stream i."""
+    for i in prange(out.shape[0]):
+        for k in range(out.shape[1]):
+            out[i, k] = next_uniform(state, i)
 
 
 @njit(cache=True, nogil=True)

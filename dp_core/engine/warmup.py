@@ -38,6 +38,8 @@ def _warm_kernels() -> None:
 def _warm_particles() -> None:
     x = _tiny_points()
     streams = rng.new_streams(0, 3)
+    rng.fill_normals(streams, np.empty((3, 2)))
+    rng.fill_uniforms(streams, np.empty((3, 2)))
     lo, hi = np.full(2, -2.0), np.full(2, 2.0)
     langevin.uniform_in_domain(streams, langevin.BOX, lo, hi, x)
     g = np.zeros_like(x)
@@ -71,6 +73,8 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
         _warm_particles,
         (
             rng._init_streams,
+            rng.fill_normals,
+            rng.fill_uniforms,
             langevin.uniform_in_domain,
             langevin.mala_propose,
             langevin.mala_accept,

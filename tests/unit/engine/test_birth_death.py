@@ -8,22 +8,20 @@ import math
 
 import numpy as np
 import pytest
-from numba import njit
 
 from dp_core.engine import birth_death, kde
 from dp_core.engine.potentials import GaussianMixturePotential
-from dp_core.engine.rng import new_streams, next_uniform
+from dp_core.engine.rng import fill_uniforms, new_streams
 from dp_core.reference.bdls import birth_death_rates_reference, birth_death_sweep_reference
 
 _EPS = np.finfo(np.float64).eps
 
 
-@njit(cache=False)
 def _stream0_uniforms(state, count):
-    out = np.empty(count)
-    for t in range(count):
-        out[t] = next_uniform(state, 0)
-    return out
+    """The next ``count`` uniforms of stream 0 (the sweep's stream), advancing it in place."""
+    out = np.empty((1, count))
+    fill_uniforms(state[:1], out)
+    return out[0]
 
 
 def _particles(n: int, d: int, seed: int):

@@ -8,12 +8,11 @@ import math
 
 import numpy as np
 import pytest
-from numba import njit
 from scipy import stats
 
 from dp_core.engine import langevin
 from dp_core.engine.potentials import GaussianMixturePotential
-from dp_core.engine.rng import new_streams, next_normal, next_uniform
+from dp_core.engine.rng import fill_normals, fill_uniforms, new_streams
 from dp_core.reference.bdls import inside_domain_reference, mala_step_reference
 from dp_core.types import Domain
 
@@ -21,22 +20,17 @@ from dp_core.types import Domain
 _KS_01 = 1.628
 
 
-@njit(cache=False)
 def _replay_normals(state, d):
     """The d normals each particle's stream yields next (mala_propose's draws, in order)."""
     out = np.empty((state.shape[0], d))
-    for i in range(state.shape[0]):
-        for k in range(d):
-            out[i, k] = next_normal(state, i)
+    fill_normals(state, out)
     return out
 
 
-@njit(cache=False)
 def _replay_uniforms(state):
-    out = np.empty(state.shape[0])
-    for i in range(state.shape[0]):
-        out[i] = next_uniform(state, i)
-    return out
+    out = np.empty((state.shape[0], 1))
+    fill_uniforms(state, out)
+    return out[:, 0]
 
 
 class _Mover:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numba import njit
 from scipy import stats
 
 from dp_core.engine import langevin
-from dp_core.engine.rng import new_streams, next_normal, next_uniform, resolve_seed
+from dp_core.engine.rng import fill_normals, fill_uniforms, new_streams, resolve_seed
 from dp_core.errors import InvalidParameter
 from dp_core.reference.bdls import inside_domain_reference
 from dp_core.types import Domain
@@ -17,21 +16,15 @@ from dp_core.types import Domain
 _ALPHA = 0.001
 
 
-@njit(cache=False)
 def _uniforms(state, per_stream):
     out = np.empty((state.shape[0], per_stream))
-    for i in range(state.shape[0]):
-        for t in range(per_stream):
-            out[i, t] = next_uniform(state, i)
+    fill_uniforms(state, out)
     return out
 
 
-@njit(cache=False)
 def _normals(state, per_stream):
     out = np.empty((state.shape[0], per_stream))
-    for i in range(state.shape[0]):
-        for t in range(per_stream):
-            out[i, t] = next_normal(state, i)
+    fill_normals(state, out)
     return out
 
 
