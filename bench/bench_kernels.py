@@ -53,6 +53,7 @@ CEILING_N = 4096
 KERNEL_N = 4000
 DIMS = (1, 2, 10)
 SELF_NAME = "`kernel_sum_self` gaussian (symmetric)"
+GRAD_SELF_NAME = "`kernel_grad_sum_self` gaussian (antisymmetric)"
 
 
 # --------------------------------------------------------------------------- ceiling probes
@@ -156,14 +157,11 @@ def _engine_cases(d: int) -> list[tuple[str, int, object]]:
             lambda: kernels.softmax_barycentre(x, x, log_w, zeros, h * h),
         ),
     ]
-    if hasattr(kernels, "kernel_sum_self"):  # symmetric P1 (half the kernel evaluations)
-        cases.append(
-            (
-                SELF_NAME,
-                d,
-                lambda: kernels.kernel_sum_self(x, w, kernels.GAUSSIAN, h),
-            )
-        )
+    # At the points themselves: each pair evaluated once (symmetric P1, antisymmetric P2).
+    cases.append((SELF_NAME, d, lambda: kernels.kernel_sum_self(x, w, kernels.GAUSSIAN, h)))
+    cases.append(
+        (GRAD_SELF_NAME, d, lambda: kernels.kernel_grad_sum_self(x, w, kernels.GAUSSIAN, h))
+    )
     return cases
 
 
@@ -361,6 +359,7 @@ def main() -> None:
         "`kernel_grad_sum` gaussian",
         "`kde.log_kde_self`",
         SELF_NAME,
+        GRAD_SELF_NAME,
     )
     probe_1, case_1 = bench_interleaved(max(3, rounds // 2), (1, 2), req_names)
     ceiling_1, probe_table_1 = ceiling_table(probe_1)
@@ -388,7 +387,8 @@ def main() -> None:
         "Points uniform on [-4, 4]^d, bandwidth h = 0.8 N^(-1/(d+4)); 'pairs below -708' is the "
         "share of Gaussian pairs whose exp argument is in fastexp's flush-to-zero range. "
         "pairs/s counts N·M pairs per call for every kernel (for the symmetric "
-        "`kernel_sum_self` these are effective pairs: it evaluates each pair once).\n"
+        "`kernel_sum_self` and the antisymmetric `kernel_grad_sum_self` these are pairs served: "
+        "they evaluate each pair once and use it for both points).\n"
     )
     print(kernel_table + "\n")
     parts = [
@@ -397,7 +397,8 @@ def main() -> None:
         for name, label in (
             ("`kernel_sum` gaussian", "Gaussian kernel sum"),
             ("`kde.log_kde_self`", "log KDE"),
-            ("`kernel_grad_sum` gaussian", "kernel-gradient sum"),
+            ("`kernel_grad_sum` gaussian", "kernel-gradient sum (cross)"),
+            (GRAD_SELF_NAME, "kernel-gradient sum at the points (antisymmetric)"),
         )
         for d in (1, 2)
     ]

@@ -15,7 +15,7 @@ import numpy as np
 from dp_core.engine.kernels import (
     GAUSSIAN,
     TILE,
-    kernel_grad_sum,
+    kernel_grad_sum_self,
     kernel_sum,
     kernel_sum_self,
     logsumexp_cost,
@@ -43,8 +43,8 @@ def kde_score_self(x: np.ndarray, bandwidth: float) -> np.ndarray:
     """∇ log KDE at the particles (the self term keeps the denominator >= 1/N); (N, d)."""
     n = x.shape[0]
     w = np.full(n, 1.0 / n)
-    density = kernel_sum(x, x, w, GAUSSIAN, bandwidth)
-    return kernel_grad_sum(x, x, w, GAUSSIAN, bandwidth) / density[:, None]
+    density = kernel_sum_self(x, w, GAUSSIAN, bandwidth)
+    return kernel_grad_sum_self(x, w, GAUSSIAN, bandwidth) / density[:, None]
 
 
 def log_kde(

@@ -41,6 +41,7 @@ __all__ = [
     "LAPLACE",
     "TILE",
     "kernel_grad_sum",
+    "kernel_grad_sum_self",
     "kernel_sum",
     "kernel_sum_self",
     "logsumexp_cost",
@@ -98,6 +99,38 @@ def _accumulate_values(kind, inv_s2, sigma, d2, wt, acc):
     else:
         for t in range(TILE):
             acc[t] += wt[t] * exp(-math.sqrt(d2[t]) / sigma)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _kernel_values(kind, inv_s2, sigma, d2, val):
+    """val[t] = k(r²), unweighted (module table)."""
+    if kind == GAUSSIAN:
+        c = -0.5 * inv_s2
+        for t in range(TILE):
+            val[t] = exp(c * d2[t])
+    elif kind == IMQ:
+        for t in range(TILE):
+            val[t] = 1.0 / math.sqrt(fma(d2[t], inv_s2, 1.0))
+    else:
+        for t in range(TILE):
+            val[t] = exp(-math.sqrt(d2[t]) / sigma)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _kernel_factors(kind, inv_s2, sigma, d2, fac):
+    """fac[t] = φ(r²), unweighted, where ∇_x k = -s φ(r²)(x - y) (see :func:`_gradient_scale`)."""
+    if kind == GAUSSIAN:
+        c = -0.5 * inv_s2
+        for t in range(TILE):
+            fac[t] = exp(c * d2[t])
+    elif kind == IMQ:
+        for t in range(TILE):
+            q = 1.0 / math.sqrt(fma(d2[t], inv_s2, 1.0))
+            fac[t] = q * q * q
+    else:
+        for t in range(TILE):
+            r = math.sqrt(d2[t])
+            fac[t] = exp(-r / sigma) / r if r > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -261,76 +294,125 @@ def _grad_row_generic(x, i, yT, w, kind, inv_s2, sigma, d2, fac, acc):
 
 
 _SELF_TASKS = 32
-_UNIT_TILE = np.ones(TILE)
+_SELF_MEMORY_DOUBLES = 8_000_000  # cap on the column accumulators (64 MB)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _self_block_rows(x, xT, w, kind, inv_s2, sigma, blk, d2, val, acc, colacc, rows):
-    """Rows of block ``blk`` against column tiles J >= blk (see ``_kernel_sum_self_kernel``)."""
-    n = x.shape[0]
+def _self_block_rows(x, xT, w, kind, inv_s2, sigma, want_grad, blk, d2, val, acc, colacc, rows):
+    """Rows of block ``blk`` against column tiles J >= blk (see ``_self_kernel``).
+
+    Values: row i gets w_j k_ij, column j gets w_i k_ij. Gradients: row i gets
+    w_j φ_ij (x_i - x_j), column j gets w_i φ_ij (x_j - x_i) (antisymmetry, flows note §2.3).
+    The diagonal tile adds to the rows only (it holds both orders of its pairs).
+    """
+    n, d = x.shape
     mp = xT.shape[1]
-    ones = val  # reuse: val holds unweighted kernel values of the current tile
     for i in range(blk * TILE, min(n, (blk + 1) * TILE)):
-        acc[:] = 0.0
+        acc[:, :] = 0.0
         wi = w[i]
-        _sq_dists(x, i, xT, blk * TILE, d2)
-        _accumulate_values(kind, inv_s2, sigma, d2, w[blk * TILE : (blk + 1) * TILE], acc)
-        for j0 in range((blk + 1) * TILE, mp, TILE):
+        for j0 in range(blk * TILE, mp, TILE):
+            diagonal = j0 == blk * TILE
             _sq_dists(x, i, xT, j0, d2)
-            ones[:] = 0.0
-            _accumulate_values(kind, inv_s2, sigma, d2, _UNIT_TILE, ones)
             wt = w[j0 : j0 + TILE]
-            ct = colacc[j0 : j0 + TILE]
-            for t in range(TILE):
-                acc[t] = fma(wt[t], ones[t], acc[t])
-                ct[t] = fma(wi, ones[t], ct[t])
-        rows[i] = _tree_sum(acc)
+            if not want_grad:
+                _kernel_values(kind, inv_s2, sigma, d2, val)
+                a0 = acc[0]
+                c0 = colacc[0, j0 : j0 + TILE]
+                for t in range(TILE):
+                    a0[t] = fma(wt[t], val[t], a0[t])
+                if not diagonal:
+                    for t in range(TILE):
+                        c0[t] = fma(wi, val[t], c0[t])
+                continue
+            _kernel_factors(kind, inv_s2, sigma, d2, val)
+            for k in range(d):
+                xik = x[i, k]
+                yk = xT[k, j0 : j0 + TILE]
+                ak = acc[k]
+                ck = colacc[k, j0 : j0 + TILE]
+                for t in range(TILE):
+                    d2[t] = val[t] * (xik - yk[t])  # d2 is free once the factors exist
+                    ak[t] = fma(wt[t], d2[t], ak[t])
+                if not diagonal:
+                    for t in range(TILE):
+                        ck[t] = fma(-wi, d2[t], ck[t])
+        for k in range(acc.shape[0]):
+            rows[i, k] = _tree_sum(acc[k])
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _kernel_sum_self_kernel(x, xT, w, kind, sigma, n_tasks, out):
-    """Symmetric P1 at the points themselves: each pair of tiles is visited once.
+def _self_kernel(x, xT, w, kind, sigma, n_tasks, want_grad, out):
+    """Symmetric P1 / antisymmetric P2 at the points themselves: each pair of tiles once.
 
-    Row block I visits column tiles J >= I: the diagonal tile adds to the rows of I only;
-    off-diagonal tiles add their kernel values to the rows of I (weights w_j) and to the columns
-    of J (weight w_i) in the task's column accumulator. Blocks I and nb-1-I form a pair of equal
+    Row block I visits column tiles J >= I; off-diagonal tiles add to the rows of I and to the
+    columns of J in the task's column accumulator. Blocks I and nb-1-I form a pair of equal
     work (nb + 1 tiles); pairs are dealt round-robin to ``n_tasks`` tasks, a number fixed
     independently of the thread count, and the column accumulators are added in task order:
-    deterministic, memory O(n_tasks · N).
+    deterministic, memory O(n_tasks · N · n_out) with n_out = 1 (values) or d (gradients).
     """
     n = x.shape[0]
+    n_out = out.shape[1]
     mp = xT.shape[1]
     nb = mp // TILE
     inv_s2 = 1.0 / (sigma * sigma)
-    cols = np.zeros((n_tasks, mp))
-    rows = np.empty(n)
+    cols = np.zeros((n_tasks, n_out, mp))
+    rows = np.empty((n, n_out))
     n_pairs = (nb + 1) // 2
     for task in prange(n_tasks):
         d2 = np.empty(TILE)
         val = np.empty(TILE)
-        acc = np.empty(TILE)
+        acc = np.empty((n_out, TILE))
         colacc = cols[task]
         for pair in range(task, n_pairs, n_tasks):
-            _self_block_rows(x, xT, w, kind, inv_s2, sigma, pair, d2, val, acc, colacc, rows)
+            _self_block_rows(
+                x, xT, w, kind, inv_s2, sigma, want_grad, pair, d2, val, acc, colacc, rows
+            )
             if nb - 1 - pair != pair:
                 _self_block_rows(
-                    x, xT, w, kind, inv_s2, sigma, nb - 1 - pair, d2, val, acc, colacc, rows
+                    x,
+                    xT,
+                    w,
+                    kind,
+                    inv_s2,
+                    sigma,
+                    want_grad,
+                    nb - 1 - pair,
+                    d2,
+                    val,
+                    acc,
+                    colacc,
+                    rows,
                 )
+    scale = -_gradient_scale(kind, inv_s2, sigma) if want_grad else 1.0
     for i in range(n):
-        total = rows[i]
-        for task in range(n_tasks):
-            total += cols[task, i]
-        out[i] = total
+        for k in range(n_out):
+            total = rows[i, k]
+            for task in range(n_tasks):
+                total += cols[task, k, i]
+            out[i, k] = scale * total
+
+
+def _self_call(x: np.ndarray, w: np.ndarray, kind: int, sigma: float, want_grad: bool):
+    xT, wp = _transposed_padded(x, w, 0.0)
+    n_out = x.shape[1] if want_grad else 1
+    pairs = (xT.shape[1] // TILE + 1) // 2
+    tasks = max(1, min(_SELF_TASKS, pairs, _SELF_MEMORY_DOUBLES // (n_out * xT.shape[1])))
+    out = np.empty((x.shape[0], n_out))
+    _self_kernel(x, xT, wp, kind, float(sigma), tasks, want_grad, out)
+    return out
 
 
 def kernel_sum_self(x: np.ndarray, w: np.ndarray, kind: int, sigma: float) -> np.ndarray:
     """P1 at the points themselves, ``s_i = Σ_j w_j k(x_i, x_j)``, using the kernel's symmetry
-    (half the pairs of :func:`kernel_sum`). x (N, d), w (N,) -> (N,)."""
-    xT, wp = _transposed_padded(x, w, 0.0)
-    nb = xT.shape[1] // TILE
-    out = np.empty(x.shape[0])
-    _kernel_sum_self_kernel(x, xT, wp, kind, float(sigma), min(_SELF_TASKS, (nb + 1) // 2), out)
-    return out
+    (each pair once: half the work of :func:`kernel_sum`). x (N, d), w (N,) -> (N,)."""
+    return _self_call(x, w, kind, sigma, False)[:, 0]
+
+
+def kernel_grad_sum_self(x: np.ndarray, w: np.ndarray, kind: int, sigma: float) -> np.ndarray:
+    """P2 at the points themselves, ``g_i = Σ_j w_j ∇_1 k(x_i, x_j)``, using antisymmetry
+    (each pair once; the self term of the MMD flow without noise, flows note §2.3).
+    x (N, d), w (N,) -> (N, d)."""
+    return _self_call(x, w, kind, sigma, True)
 
 
 def kernel_sum(x: np.ndarray, y: np.ndarray, w: np.ndarray, kind: int, sigma: float) -> np.ndarray:

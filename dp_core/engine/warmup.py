@@ -31,6 +31,7 @@ def _warm_kernels() -> None:
         kernels.kernel_sum(x, x, w, kind, 0.5)
         kernels.kernel_grad_sum(x, x, w, kind, 0.5)
         kernels.kernel_sum_self(x, w, kind, 0.5)
+        kernels.kernel_grad_sum_self(x, w, kind, 0.5)
     kernels.logsumexp_cost(x, x, np.log(w), np.zeros(3), 0.25)
     kernels.softmax_barycentre(x, x, np.log(w), np.zeros(3), 0.25)
 
@@ -64,7 +65,7 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
         _warm_kernels,
         (
             kernels._kernel_sum_kernel,
-            kernels._kernel_sum_self_kernel,
+            kernels._self_kernel,
             kernels._kernel_grad_sum_kernel,
             kernels._lse_kernel,
         ),

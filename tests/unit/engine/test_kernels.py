@@ -334,3 +334,22 @@ def test_symmetric_self_sum_matches_reference(n: int, kind: str) -> None:
     ref = kernel_sum_reference(x, x, w, kind, 0.6)
     scale = kernel_sum_reference(x, x, np.abs(w), kind, 0.6)
     assert np.all(np.abs(got - ref) <= 1e-10 * scale)
+
+
+@pytest.mark.parametrize("n", [1, 3, 255, 256, 257, 700, 1300])
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["gaussian", "imq", "laplace"])
+def test_antisymmetric_self_gradient_matches_reference(n: int, d: int, kind: str) -> None:
+    """kernel_grad_sum_self visits each pair once and adds it with opposite signs to both points;
+    it must equal the full gradient sum at the points themselves. Tolerance relative to the sum
+    of absolute terms, which bounds the rounding of any summation order."""
+    rng = np.random.default_rng(1000 * d + n)
+    x = np.ascontiguousarray(rng.normal(size=(n, d)))
+    x[n // 2] = x[0]  # a duplicate point: zero difference, no division anywhere
+    w = rng.uniform(-1.0, 1.0, size=n)
+    got = kernels.kernel_grad_sum_self(x, w, kernels.KERNELS[kind], 0.6)
+    ref = kernel_grad_sum_reference(x, x, w, kind, 0.6)
+    diffs = np.abs(x[:, None, :] - x[None, :, :]).sum(-1)  # (n, n) L1 distances, n <= 1300
+    kvals = np.abs(kernel_sum_reference(x, x, np.abs(w), kind, 0.6))
+    scale = kvals * (1.0 + diffs.max()) / 0.36  # >= Σ_j |w_j| |φ_ij| |x_i - x_j| for σ = 0.6
+    assert np.all(np.abs(got - ref) <= 1e-10 * scale[:, None])
