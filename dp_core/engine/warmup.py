@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dp_core.engine import birth_death, kernels, langevin, potentials, rng
+from dp_core.engine import birth_death, kernels, langevin, potentials, rng, utility_kernels
 
 __all__ = ["SIGNATURES", "WarmReport", "compile_stats", "warm"]
 
@@ -60,6 +60,22 @@ def _warm_potentials() -> None:
     target.value_and_grad(_tiny_points())
 
 
+def _warm_utilities() -> None:
+    x1 = _tiny_points(3, 1)
+    x2 = _tiny_points(3, 2)
+    records = np.sort(np.linspace(-1.0, 1.0, 5))
+    counts = np.empty(3, dtype=np.int64)
+    utility_kernels.quantile_counts(x1, records, counts)
+    v = np.empty(3)
+    prefix = np.concatenate([[0.0], np.cumsum(records)])
+    prefix_sq = np.concatenate([[0.0], np.cumsum(records**2)])
+    utility_kernels.clipped_mean_loss_1d(x1, records, prefix, prefix_sq, 0.5, v, np.empty((3, 1)))
+    g2 = np.empty((3, 2))
+    utility_kernels.clipped_mean_loss_nd(x2, x2, 0.5, v, g2)
+    utility_kernels.logistic_loss(x2, x2, np.ones(3), v, g2)
+    utility_kernels.kmeans_loss(x2, x1, 2, 0.5, v, g2)
+
+
 SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
     "kernels": (
         _warm_kernels,
@@ -84,6 +100,16 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
         ),
     ),
     "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),
+    "utilities": (
+        _warm_utilities,
+        (
+            utility_kernels.quantile_counts,
+            utility_kernels.clipped_mean_loss_1d,
+            utility_kernels.clipped_mean_loss_nd,
+            utility_kernels.logistic_loss,
+            utility_kernels.kmeans_loss,
+        ),
+    ),
 }
 """Group name -> (a call that exercises every served signature, the dispatchers it compiles)."""
 

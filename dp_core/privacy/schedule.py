@@ -1,0 +1,88 @@
+"""Public parameters -> the SHK sampler's schedule (certificates note (10)); takes no records.
+
+Given the per-sample target ε, the slack η ∈ (0, 1) and the utility's public sensitivities,
+
+    λ = (1 - η) ε / Δ_osc,        t_cert = max(0, log(2 (1 - η) U / (η Δ_osc))),
+
+so that route C (9) gives β_C(t_cert) = λΔ_osc + 2 e^{-t_cert} λU <= ε. The particle count, step
+size, number of steps and KDE bandwidth are public defaults or public overrides. Privacy rule 2
+is visible in the signature: nothing here can see a record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from dp_core.errors import InvalidParameter
+from dp_core.flows.shk import DEFAULT_STEP_SIZE, default_bandwidth
+from dp_core.privacy.certificates import route_c_beta
+from dp_core.privacy.utilities.base import Sensitivity
+from dp_core.types import Domain
+
+__all__ = ["DEFAULT_PARTICLES", "DEFAULT_SLACK", "MAX_PARTICLES", "SHKSchedule", "shk_schedule"]
+
+DEFAULT_SLACK = 0.05
+DEFAULT_PARTICLES = 2000
+MAX_PARTICLES = 200_000
+
+
+@dataclass(frozen=True)
+class SHKSchedule:
+    """Everything that shapes one private SHK run; every field is public."""
+
+    epsilon: float  # per-sample target
+    slack: float
+    inverse_temperature: float
+    flow_time: float
+    step_size: float
+    n_steps: int
+    particles: int
+    bandwidth: float
+
+    @property
+    def sampler(self) -> dict[str, Any]:
+        """The API's ``sampler`` object."""
+        return {"particles": self.particles, "steps": self.n_steps, "step_size": self.step_size}
+
+
+def shk_schedule(
+    epsilon: float,
+    sensitivity: Sensitivity,
+    domain: Domain,
+    *,
+    slack: float = DEFAULT_SLACK,
+    particles: int | None = None,
+    step_size: float | None = None,
+) -> SHKSchedule:
+    """The schedule of (10) for a per-sample ε (see the module docstring)."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise InvalidParameter("epsilon", "must be finite and positive")
+    if not (0.0 < slack < 1.0):
+        raise InvalidParameter("slack", "must lie in (0, 1)")
+    n = DEFAULT_PARTICLES if particles is None else particles
+    if not (isinstance(n, int) and 2 <= n <= MAX_PARTICLES):
+        raise InvalidParameter("sampler.particles", f"must be an integer in [2, {MAX_PARTICLES}]")
+    h = DEFAULT_STEP_SIZE if step_size is None else step_size
+    if not (math.isfinite(h) and 1e-4 <= h <= 1.0):
+        raise InvalidParameter("sampler.step_size", "must lie in [1e-4, 1]")
+    lam = (1.0 - slack) * epsilon / sensitivity.delta_osc
+    ratio = 2.0 * (1.0 - slack) * sensitivity.range_bound / (slack * sensitivity.delta_osc)
+    t_cert = max(0.0, math.log(ratio)) if ratio > 0 else 0.0
+    n_steps = max(1, math.ceil(t_cert / h - 1e-12)) if t_cert > 0 else 0
+    flow_time = t_cert
+    step = flow_time / n_steps if n_steps else h
+    beta = route_c_beta(flow_time, lam, sensitivity)
+    if beta > epsilon * (1.0 + 1e-12):  # (10) guarantees this; a failure is a bug, fail closed
+        raise AssertionError("schedule violates (10): beta_C(t_cert) > epsilon")
+    return SHKSchedule(
+        epsilon=epsilon,
+        slack=slack,
+        inverse_temperature=lam,
+        flow_time=flow_time,
+        step_size=step,
+        n_steps=n_steps,
+        particles=n,
+        bandwidth=default_bandwidth(domain, n),
+    )
