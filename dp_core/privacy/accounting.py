@@ -1,13 +1,13 @@
-"""Privacy accounting: conversions between DP notions, composition, and the budget ledger.
+"""Privacy accounting: conversions between DP notions and composition.
 
 Owns the pure functions of the certificates note §4–§5, formulas (15)–(27):
 
 - bounded range β → Rényi (15), KL (16), hockey-stick (17), zCDP (18);
 - pure ε → Rényi (19), zCDP and KL;
 - RDP / zCDP → (ε, δ) (20)–(21) (the RDP conversion is opacus' ``get_privacy_spent``);
-- basic (23), advanced (24) and optimal homogeneous (25) composition;
-- the union-of-filters ledger (27): :class:`Budget`, :class:`Charge`, :class:`LedgerState`,
-  :func:`admits`, :func:`apply_charge`, :func:`ledger_epsilon`.
+- basic (23), advanced (24) and optimal homogeneous (25) composition.
+
+The ledger admission rule (27) built on these lives in :mod:`dp_core.privacy.ledger`.
 
 Every function takes public numbers only (privacy parameters, orders, counts); none sees a
 record. Every returned privacy parameter is an upper bound: where floating-point rounding could
@@ -19,21 +19,14 @@ imported inside :func:`rdp_to_approx_dp` only.
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from dp_core.errors import InvalidParameter
+from dp_core.privacy._checks import count, delta_value, nonneg, order
 
 __all__ = [
-    "ADMISSION_RTOL",
     "DEFAULT_ORDERS",
-    "Budget",
-    "Charge",
-    "LedgerState",
-    "admits",
-    "apply_charge",
     "compose_advanced",
     "compose_basic",
     "compose_optimal_epsilon",
@@ -41,7 +34,6 @@ __all__ = [
     "hockey_stick_from_beta",
     "kl_from_beta",
     "kl_from_pure",
-    "ledger_epsilon",
     "rdp_to_approx_dp",
     "renyi_from_beta",
     "renyi_from_pure",
@@ -56,54 +48,9 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(
 )
 """Rényi orders for (20)–(21): opacus' default grid extended with 128 and 256."""
 
-ADMISSION_RTOL = 1e-12
-"""Relative slack of the ledger's admission comparisons (see :func:`admits`)."""
-
 _U = 2.0**-52  # double-precision unit roundoff (upper bound)
 _OVERFLOW_EXPONENT = 700.0  # expm1(x) overflows at x ≈ 709.78
 _GRID_END_WARNING = "Optimal order is the"
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _float(field: str, value: float) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidParameter(field, "must be a real number") from None
-
-
-def _number(field: str, value: float, *, allow_inf: bool = False) -> float:
-    """``value`` as a float ≥ 0 (finite unless ``allow_inf``); InvalidParameter otherwise."""
-    x = _float(field, value)
-    if math.isnan(x) or x < 0.0 or (math.isinf(x) and not allow_inf):
-        raise InvalidParameter(field, "must be >= 0" + ("" if allow_inf else " and finite"))
-    return x
-
-
-def _order(field: str, value: float) -> float:
-    x = _float(field, value)
-    if math.isnan(x) or x <= 1.0:
-        raise InvalidParameter(field, "a Rényi order must be > 1")
-    return x
-
-
-def _delta(field: str, value: float, *, allow_zero: bool) -> float:
-    x = _float(field, value)
-    if math.isnan(x) or x >= 1.0 or x < 0.0 or (x == 0.0 and not allow_zero):
-        raise InvalidParameter(field, "must lie in [0, 1)" if allow_zero else "must lie in (0, 1)")
-    return x
-
-
-def _count(field: str, value: int) -> int:
-    try:
-        k = operator.index(value)
-    except TypeError:
-        raise InvalidParameter(field, "must be an integer") from None
-    if k < 0:
-        raise InvalidParameter(field, "must be >= 0")
-    return k
 
 
 # --------------------------------------------------------------------------- β and pure ε
@@ -154,8 +101,8 @@ def renyi_from_beta(beta: float, alpha: float) -> float:
     float
         An upper bound on D_α for every ordered neighbouring pair; 0 at β = 0.
     """
-    beta = _number("beta", beta)
-    alpha = _order("alpha", alpha)
+    beta = nonneg("beta", beta)
+    alpha = order("alpha", alpha)
     if beta == 0.0:
         return 0.0
     if math.isinf(alpha):
@@ -200,7 +147,7 @@ def kl_from_beta(beta: float) -> float:
     float
         An upper bound on KL(ρ‖ρ′) for either order of a neighbouring pair.
     """
-    beta = _number("beta", beta)
+    beta = nonneg("beta", beta)
     if beta == 0.0:
         return 0.0
     one_minus = -math.expm1(-beta)  # 1 − e^{−β}
@@ -244,8 +191,8 @@ def hockey_stick_from_beta(beta: float, eps_prime: float) -> float:
     float
         δ such that the mechanism is (ε′, δ)-DP, in [0, 1).
     """
-    beta = _number("beta", beta)
-    eps_prime = _number("eps_prime", eps_prime, allow_inf=True)
+    beta = nonneg("beta", beta)
+    eps_prime = nonneg("eps_prime", eps_prime, allow_inf=True)
     if eps_prime >= beta:
         return 0.0
     half_gap = max(0.5 * (beta - eps_prime), math.ulp(0.0))  # > 0 even if the halving underflows
@@ -255,7 +202,7 @@ def hockey_stick_from_beta(beta: float, eps_prime: float) -> float:
 
 def zcdp_from_beta(beta: float) -> float:
     """zCDP parameter ρ = β²/8 of a β-bounded-range mechanism, formula (18)."""
-    beta = _number("beta", beta)
+    beta = nonneg("beta", beta)
     return beta * beta / 8.0
 
 
@@ -279,8 +226,8 @@ def renyi_from_pure(eps: float, alpha: float) -> float:
     float
         An upper bound on D_α for every neighbouring pair.
     """
-    eps = _number("eps", eps)
-    alpha = _order("alpha", alpha)
+    eps = nonneg("eps", eps)
+    alpha = order("alpha", alpha)
     if eps == 0.0:
         return 0.0
     if math.isinf(alpha):
@@ -297,13 +244,13 @@ def renyi_from_pure(eps: float, alpha: float) -> float:
 
 def zcdp_from_pure(eps: float) -> float:
     """zCDP parameter ρ = ε²/2 of a pure ε-DP mechanism (Bun–Steinke), note (19)."""
-    eps = _number("eps", eps)
+    eps = nonneg("eps", eps)
     return eps * eps / 2.0
 
 
 def kl_from_pure(eps: float) -> float:
     """KL bound ε·tanh(ε/2) of a pure ε-DP mechanism, note (19)."""
-    eps = _number("eps", eps)
+    eps = nonneg("eps", eps)
     return eps * math.tanh(0.5 * eps)
 
 
@@ -337,20 +284,20 @@ def rdp_to_approx_dp(
     tuple of float
         ``(ε, α*)``: ε ≥ 0 and the minimising order.
     """
-    delta = _delta("delta", delta, allow_zero=False)
-    order_list = [_order("orders", a) for a in orders]
-    rdp_list = [_number("rdp", t, allow_inf=True) for t in rdp]
+    delta = delta_value("delta", delta, allow_zero=False)
+    order_list = [order("orders", a) for a in orders]
+    rdp_list = [nonneg("rdp", t, allow_inf=True) for t in rdp]
     if not order_list or len(order_list) != len(rdp_list):
         raise InvalidParameter("rdp", "needs one value per order (and at least one order)")
     from opacus.accountants.analysis.rdp import get_privacy_spent
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        eps, order = get_privacy_spent(orders=order_list, rdp=rdp_list, delta=delta)
+        eps, best_order = get_privacy_spent(orders=order_list, rdp=rdp_list, delta=delta)
     for w in caught:
         if not (issubclass(w.category, UserWarning) and _GRID_END_WARNING in str(w.message)):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return max(float(eps), 0.0), float(order)
+    return max(float(eps), 0.0), float(best_order)
 
 
 def zcdp_to_approx_dp(rho: float, delta: float, orders: Sequence[float] = DEFAULT_ORDERS) -> float:
@@ -370,8 +317,8 @@ def zcdp_to_approx_dp(rho: float, delta: float, orders: Sequence[float] = DEFAUL
     float
         ε ≥ 0 with ρ-zCDP ⇒ (ε, δ)-DP.
     """
-    rho = _number("rho", rho, allow_inf=True)
-    delta = _delta("delta", delta, allow_zero=True)
+    rho = nonneg("rho", rho, allow_inf=True)
+    delta = delta_value("delta", delta, allow_zero=True)
     if rho == 0.0:
         return 0.0
     if delta == 0.0 or math.isinf(rho):
@@ -381,8 +328,8 @@ def zcdp_to_approx_dp(rho: float, delta: float, orders: Sequence[float] = DEFAUL
 
 def zcdp_to_approx_dp_simple(rho: float, delta: float) -> float:
     """Bun–Steinke conversion ``ε = ρ + 2√(ρ log(1/δ))``, note (21): valid, looser than (20)."""
-    rho = _number("rho", rho, allow_inf=True)
-    delta = _delta("delta", delta, allow_zero=True)
+    rho = nonneg("rho", rho, allow_inf=True)
+    delta = delta_value("delta", delta, allow_zero=True)
     if rho == 0.0:
         return 0.0
     if delta == 0.0:
@@ -405,8 +352,8 @@ def compose_basic(
     tuple of float
         ``(ε, δ)`` of the composition.
     """
-    eps = [_number("epsilons", e, allow_inf=True) for e in epsilons]
-    dels = [] if deltas is None else [_delta("deltas", d, allow_zero=True) for d in deltas]
+    eps = [nonneg("epsilons", e, allow_inf=True) for e in epsilons]
+    dels = [] if deltas is None else [delta_value("deltas", d, allow_zero=True) for d in deltas]
     if deltas is not None and len(dels) != len(eps):
         raise InvalidParameter("deltas", "needs one δ per ε")
     return math.fsum(eps), min(math.fsum(dels), 1.0)
@@ -417,9 +364,9 @@ def compose_advanced(eps: float, k: int, delta_prime: float) -> float:
 
     k-fold ε-DP is ``(ε√(2k log(1/δ′)) + kε(e^ε − 1), δ′)``-DP; returns that ε.
     """
-    eps = _number("eps", eps)
-    k = _count("k", k)
-    delta_prime = _delta("delta_prime", delta_prime, allow_zero=False)
+    eps = nonneg("eps", eps)
+    k = count("k", k)
+    delta_prime = delta_value("delta_prime", delta_prime, allow_zero=False)
     return eps * math.sqrt(2.0 * k * -math.log(delta_prime)) + k * eps * math.expm1(eps)
 
 
@@ -436,7 +383,7 @@ def _rr_terms(eps: float, k: int) -> list[tuple[float, float]]:
     ]
 
 
-def _rr_delta(terms: list[tuple[float, float]], eps_prime: float) -> float:
+def _rrdelta_value(terms: list[tuple[float, float]], eps_prime: float) -> float:
     return math.fsum(
         math.exp(log_p) * -math.expm1(eps_prime - loss) for log_p, loss in terms if loss > eps_prime
     )
@@ -455,12 +402,12 @@ def compose_optimal_homogeneous(eps: float, k: int, eps_prime: float) -> float:
     float
         δ in [0, 1) such that the composition is (ε′, δ)-DP, and no smaller δ is possible.
     """
-    eps = _number("eps", eps)
-    k = _count("k", k)
-    eps_prime = _number("eps_prime", eps_prime, allow_inf=True)
+    eps = nonneg("eps", eps)
+    k = count("k", k)
+    eps_prime = nonneg("eps_prime", eps_prime, allow_inf=True)
     if eps == 0.0 or k == 0:
         return 0.0
-    return _rr_delta(_rr_terms(eps, k), eps_prime)
+    return _rrdelta_value(_rr_terms(eps, k), eps_prime)
 
 
 def compose_optimal_epsilon(eps: float, k: int, delta: float) -> float:
@@ -469,9 +416,9 @@ def compose_optimal_epsilon(eps: float, k: int, delta: float) -> float:
     Returns the upper end of the final bracket, so δ(result) ≤ δ holds for the computed δ
     inflated by a relative 1e-10 (covering its rounding); the bracket is ≤ 4 ulp wide.
     """
-    eps = _number("eps", eps)
-    k = _count("k", k)
-    delta = _delta("delta", delta, allow_zero=True)
+    eps = nonneg("eps", eps)
+    k = count("k", k)
+    delta = delta_value("delta", delta, allow_zero=True)
     if eps == 0.0 or k == 0:
         return 0.0
     hi = k * eps
@@ -480,7 +427,7 @@ def compose_optimal_epsilon(eps: float, k: int, delta: float) -> float:
     terms = _rr_terms(eps, k)
 
     def ok(eps_prime: float) -> bool:
-        return _rr_delta(terms, eps_prime) * (1.0 + 1e-10) <= delta
+        return _rrdelta_value(terms, eps_prime) * (1.0 + 1e-10) <= delta
 
     if ok(0.0):
         return 0.0
@@ -494,134 +441,3 @@ def compose_optimal_epsilon(eps: float, k: int, delta: float) -> float:
         else:
             lo = mid
     return hi
-
-
-# --------------------------------------------------------------------------- ledger (27)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A dataset owner's budget (ε_B, δ_B), formula (27).
-
-    ``approx_delta`` (default 0) is the part of δ_B reserved at registration for
-    approximate-DP charges (δ > 0); the zCDP filter converts at ``δ_B − approx_delta``. With the
-    default, approximate-DP charges are refused and the rule is exactly (27). See :func:`admits`.
-    """
-
-    epsilon: float
-    delta: float
-    approx_delta: float = 0.0
-
-    def __post_init__(self) -> None:
-        _number("epsilon", self.epsilon)
-        _delta("delta", self.delta, allow_zero=True)
-        if not 0.0 <= _delta("approx_delta", self.approx_delta, allow_zero=True) <= self.delta:
-            raise InvalidParameter("approx_delta", "must lie in [0, delta]")
-
-
-@dataclass(frozen=True)
-class Charge:
-    """The cost of one release: pure ε, zCDP ρ and δ (0 for pure and zCDP mechanisms).
-
-    ``pure_epsilon = inf`` marks a release with no pure guarantee (zCDP filter only);
-    ``zcdp_rho = inf`` one with no zCDP guarantee (pure filter only).
-    """
-
-    pure_epsilon: float
-    zcdp_rho: float
-    delta: float = 0.0
-
-    def __post_init__(self) -> None:
-        _number("pure_epsilon", self.pure_epsilon, allow_inf=True)
-        _number("zcdp_rho", self.zcdp_rho, allow_inf=True)
-        _delta("delta", self.delta, allow_zero=True)
-
-    @classmethod
-    def bounded_range(cls, beta: float) -> Charge:
-        """A β-bounded-range release: pure ε = β, ρ = β²/8 (18)."""
-        return cls(_number("beta", beta), zcdp_from_beta(beta))
-
-    @classmethod
-    def pure(cls, eps: float) -> Charge:
-        """A pure ε-DP release not known to be bounded range (e.g. permute-and-flip): ρ = ε²/2."""
-        return cls(_number("eps", eps), zcdp_from_pure(eps))
-
-
-@dataclass(frozen=True)
-class LedgerState:
-    """Running sums of one dataset's ledger: E = Σεᵢ, R = Σρᵢ, Σδᵢ and the release count."""
-
-    pure_epsilon: float = 0.0
-    zcdp_rho: float = 0.0
-    delta: float = 0.0
-    releases: int = 0
-
-    def __post_init__(self) -> None:
-        _number("pure_epsilon", self.pure_epsilon, allow_inf=True)
-        _number("zcdp_rho", self.zcdp_rho, allow_inf=True)
-        _number("delta", self.delta)
-        _count("releases", self.releases)
-
-
-def admits(state: LedgerState, charge: Charge, budget: Budget) -> bool:
-    """Whether the union-of-filters ledger admits ``charge``, formula (27).
-
-    Admit iff ``E + ε_new ≤ ε_B`` (pure filter) **or** ``ε_(21)(R + ρ_new, δ_B) ≤ ε_B`` (zCDP
-    filter). Guarantee (ε_B, δ_B)-DP by the note's argument: each sum only grows, so on every
-    path either the pure filter never failed (the process is the pure filter, δ = 0) or the
-    zCDP filter passed on every admitted release (the process is the zCDP filter). With
-    δ_B = 0 only the pure filter can admit.
-
-    Approximate-DP charges (δ > 0), a conservative extension: the union argument adds the δ of
-    both filters, so requiring only Σδ ≤ δ_B next to a zCDP conversion at δ_B could spend up to
-    2δ_B. Instead such charges pass only the pure filter, with ``Σδ ≤ budget.approx_delta``
-    (a part of δ_B fixed at registration), and the zCDP filter admits only while Σδ stays 0 and
-    converts at ``δ_B − approx_delta``. Total: approx_delta + (δ_B − approx_delta) = δ_B.
-
-    Comparisons use a relative slack :data:`ADMISSION_RTOL` (1e-12), e.g. ``E + ε_new ≤
-    ε_B·(1 + 1e-12)``, so that budgets that fill exactly in decimal (three charges of 0.1
-    against 0.3, whose float sum is 0.30000000000000004) are not refused by rounding. The
-    guarantee is then (ε_B(1 + 1e-12), δ_B) for the stored floats: a likelihood-ratio factor
-    e^{1e-12·ε_B} − 1 ≈ 1e-11 (ε_B ≤ 10), below the rounding of the certificates that produce
-    the charges and below any audit's resolution. The slack also absorbs the rounding of the
-    running sums (≤ n·2^-52 relative after n charges, i.e. up to ~4500 charges).
-    """
-    tol = 1.0 + ADMISSION_RTOL
-    delta_sum = state.delta + charge.delta
-    if (
-        state.pure_epsilon + charge.pure_epsilon <= budget.epsilon * tol
-        and delta_sum <= budget.approx_delta * tol
-    ):
-        return True
-    if delta_sum > 0.0:
-        return False
-    conversion_delta = budget.delta - budget.approx_delta
-    if budget.approx_delta > 0.0:
-        conversion_delta = math.nextafter(conversion_delta, 0.0)  # round the difference down
-    if conversion_delta <= 0.0:
-        return False
-    rho = state.zcdp_rho + charge.zcdp_rho
-    return zcdp_to_approx_dp(rho, conversion_delta) <= budget.epsilon * tol
-
-
-def apply_charge(state: LedgerState, charge: Charge) -> LedgerState:
-    """The ledger state after an admitted release: both sums and Σδ updated, releases + 1 (27)."""
-    return replace(
-        state,
-        pure_epsilon=state.pure_epsilon + charge.pure_epsilon,
-        zcdp_rho=state.zcdp_rho + charge.zcdp_rho,
-        delta=state.delta + charge.delta,
-        releases=state.releases + 1,
-    )
-
-
-def ledger_epsilon(state: LedgerState, delta: float) -> float:
-    """ε spent by the recorded releases at δ: ``min(E, ε_(21)(R, δ))``, formula (27).
-
-    If the state holds approximate-DP charges (Σδ > 0) only basic composition applies: E when
-    ``delta ≥ Σδ``, otherwise ``inf``. With δ = 0 the result is E.
-    """
-    delta = _delta("delta", delta, allow_zero=True)
-    if state.delta > 0.0:
-        return state.pure_epsilon if delta >= state.delta else math.inf
-    return min(state.pure_epsilon, zcdp_to_approx_dp(state.zcdp_rho, delta))

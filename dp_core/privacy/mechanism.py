@@ -26,8 +26,8 @@ from dp_core.errors import InvalidParameter
 from dp_core.flows.base import CancelFn, ProgressFn
 from dp_core.flows.shk import sample_shk
 from dp_core.privacy import exact
-from dp_core.privacy.accounting import Charge
 from dp_core.privacy.certificates import Certificate, exact_certificate, mean_field_certificate
+from dp_core.privacy.ledger import Charge
 from dp_core.privacy.schedule import DEFAULT_SLACK, SHKSchedule, shk_schedule
 from dp_core.privacy.utilities import KMeans, Mode, Quantile, UtilityFamily, UtilityPotential
 from dp_core.privacy.utilities.base import check_neighbouring

@@ -17,13 +17,7 @@ from scipy.special import logsumexp
 
 from dp_core.errors import InvalidParameter
 from dp_core.privacy.accounting import (
-    ADMISSION_RTOL,
     DEFAULT_ORDERS,
-    Budget,
-    Charge,
-    LedgerState,
-    admits,
-    apply_charge,
     compose_advanced,
     compose_basic,
     compose_optimal_epsilon,
@@ -31,7 +25,6 @@ from dp_core.privacy.accounting import (
     hockey_stick_from_beta,
     kl_from_beta,
     kl_from_pure,
-    ledger_epsilon,
     rdp_to_approx_dp,
     renyi_from_beta,
     renyi_from_pure,
@@ -39,6 +32,15 @@ from dp_core.privacy.accounting import (
     zcdp_from_pure,
     zcdp_to_approx_dp,
     zcdp_to_approx_dp_simple,
+)
+from dp_core.privacy.ledger import (
+    ADMISSION_RTOL,
+    Budget,
+    Charge,
+    LedgerState,
+    admits,
+    apply_charge,
+    ledger_epsilon,
 )
 
 BETAS = (0.01, 0.1, 0.5, 1.0, 2.0, 5.0)

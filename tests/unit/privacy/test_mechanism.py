@@ -1,0 +1,147 @@
+"""ExponentialMechanism: public planning, certificate properties and shape, releases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dp_core.errors import InvalidParameter
+from dp_core.privacy import ClippedMean, ExponentialMechanism, KMeans, Mode, Quantile
+from dp_core.privacy.certificates import route_c_beta
+from dp_core.privacy.schedule import shk_schedule
+from dp_core.privacy.utilities import Sensitivity
+
+FAMILIES = [
+    Quantile(0.5, 0.0, 100.0),
+    Quantile(0.9, -1.0, 1.0),
+    ClippedMean((0.0, 0.0), (10.0, 10.0), 3.0),
+    KMeans((0.0,), (1.0,), 2, 0.5),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    family=st.sampled_from(FAMILIES),
+    epsilon=st.floats(0.01, 20.0),
+    n_max=st.integers(1, 10**7),
+    slack=st.floats(0.01, 0.5),
+    neighbouring=st.sampled_from(["add_remove", "replace_one"]),
+)
+def test_schedule_certifies_the_requested_epsilon(family, epsilon, n_max, slack, neighbouring):
+    """(10): β_C(t_cert) <= ε for every family, ε, size bound and slack."""
+    sens = family.sensitivity(neighbouring, n_max)
+    schedule = shk_schedule(epsilon, sens, family.domain, slack=slack)
+    beta = route_c_beta(schedule.flow_time, schedule.inverse_temperature, sens)
+    assert beta <= epsilon * (1 + 1e-12)
+    assert schedule.n_steps == 0 or schedule.n_steps * schedule.step_size == pytest.approx(
+        schedule.flow_time
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    t1=st.floats(0.0, 30.0),
+    t2=st.floats(0.0, 30.0),
+    e1=st.floats(0.01, 10.0),
+    e2=st.floats(0.01, 10.0),
+)
+def test_certificate_monotone_in_time_and_epsilon(t1, t2, e1, e2):
+    """β_C(t) is non-increasing in t and non-decreasing in ε (λ ∝ ε) — route C (9)."""
+    sens = Sensitivity(delta_u=0.5, delta_osc=1.0, range_bound=500.0)
+    lo_t, hi_t = sorted((t1, t2))
+    lo_e, hi_e = sorted((e1, e2))
+    assert route_c_beta(hi_t, 0.95 * lo_e, sens) <= route_c_beta(lo_t, 0.95 * lo_e, sens)
+    assert route_c_beta(lo_t, 0.95 * lo_e, sens) <= route_c_beta(lo_t, 0.95 * hi_e, sens)
+
+
+def test_plan_is_public_and_splits_epsilon_across_samples() -> None:
+    mech = ExponentialMechanism(Quantile(0.5, 18.0, 100.0), 1.0, n_max=10**6)
+    one, four = mech.plan(1), mech.plan(4)
+    assert one.certificate.whole.pure_epsilon <= 1.0 + 1e-12
+    assert four.certificate.whole.pure_epsilon <= 1.0 + 1e-12
+    assert four.certificate.per_sample.pure_epsilon <= 0.25 + 1e-12
+    assert four.certificate.whole.zcdp_rho == pytest.approx(4 * (0.25**2) / 8, rel=1e-9)
+    assert four.charge.pure_epsilon == 1.0
+    # t_cert of (10) for the median at n_max = 10^6, η = 0.05: log(1.9e7)
+    assert one.schedule.flow_time == pytest.approx(math.log(1.9e7))
+    assert one.certificate.flow_time == one.schedule.flow_time
+
+
+def test_certificate_serialises_to_the_api_shape() -> None:
+    cert = ExponentialMechanism(Quantile(0.5, 0.0, 1.0), 1.0, delta=1e-6).plan(2).certificate
+    body = cert.as_dict()
+    assert body["scope"] == "mean_field"
+    assert "(9)" in body["bound"]
+    assert set(body) >= {
+        "pure_dp",
+        "approx_dp",
+        "renyi",
+        "per_sample",
+        "flow_time",
+        "n_samples",
+        "inverse_temperature",
+        "initialization",
+        "neighbouring",
+        "assumptions",
+    }
+    assert body["initialization"] == "uniform" and body["n_samples"] == 2
+    assert body["approx_dp"]["delta"] == 1e-6
+    assert body["approx_dp"]["epsilon"] <= body["pure_dp"]["epsilon"]
+    assert all(r["epsilon"] <= body["pure_dp"]["epsilon"] for r in body["renyi"])
+    assert body["per_sample"]["pure_dp"]["epsilon"] == pytest.approx(0.5)
+    assert any("finite-particle" in a for a in body["assumptions"])
+
+
+def test_release_certificate_does_not_depend_on_records() -> None:
+    mech = ExponentialMechanism(Quantile(0.5, 0.0, 1.0), 1.0, n_max=1000, particles=200)
+    rng = np.random.default_rng(0)
+    a = mech.sample(rng.uniform(size=300), 2)
+    b = mech.sample(rng.beta(5, 1, size=50), 2)
+    assert a.certificate == b.certificate
+    assert a.plan.sampler == b.plan.sampler
+
+
+def test_median_release_lands_near_the_median() -> None:
+    """Utility (28)/(29): with λ ≈ 0.95 per rank, a sample 500 ranks from the median has
+    relative probability below e^{-0.95·500}·e^{ηε/2}: it cannot happen at any seed."""
+    rng = np.random.default_rng(1)
+    data = np.clip(rng.normal(40.0, 10.0, 5000), 18.0, 100.0)
+    release = ExponentialMechanism(Quantile(0.5, 18.0, 100.0), 1.0).sample(data, 3)
+    lo, hi = np.quantile(data, [0.4, 0.6])
+    assert release.samples.shape == (3, 1)
+    assert np.all((release.samples >= lo) & (release.samples <= hi))
+
+
+def test_samples_are_snapped_to_the_public_grid() -> None:
+    utility = ClippedMean((0.0, 0.0), (8.0, 8.0), 2.0)
+    release = ExponentialMechanism(utility, 2.0, n_max=500, particles=300).sample(
+        np.random.default_rng(2).uniform(0, 8, size=(100, 2)), 5
+    )
+    quantum = 8.0 * 2.0**-24
+    assert np.allclose(release.samples / quantum, np.round(release.samples / quantum), atol=1e-6)
+    assert np.all((release.samples >= 0) & (release.samples <= 8))
+
+
+def test_exact_methods_and_refusals() -> None:
+    mode = ExponentialMechanism(Mode(("a", "b", "c")), 50.0, method="exact")
+    assert mode.sample(["c"] * 100 + ["a"], 1).samples.tolist() == [[2]]  # λ·100 dominates
+    assert mode.plan().certificate.scope == "exact"
+    quantile = ExponentialMechanism(Quantile(0.5, 0.0, 1.0), 1.0, method="exact")
+    values = quantile.sample(np.linspace(0, 1, 101), 3).samples
+    assert values.shape == (3, 1) and np.all((values >= 0) & (values <= 1))
+    with pytest.raises(InvalidParameter) as err:
+        ExponentialMechanism(ClippedMean((0.0,), (1.0,), 1.0), 1.0, method="exact")
+    assert err.value.field == "method"
+    with pytest.raises(InvalidParameter) as err:
+        ExponentialMechanism(Mode(("a",)), 1.0)
+    assert err.value.field == "method"
+    with pytest.raises(InvalidParameter) as err:
+        ExponentialMechanism(Quantile(0.5, 0.0, 1.0), -1.0)
+    assert err.value.field == "epsilon"
+    with pytest.raises(InvalidParameter) as err:
+        ExponentialMechanism(Quantile(0.5, 0.0, 1.0), 1.0).plan(0)
+    assert err.value.field == "n_samples"
