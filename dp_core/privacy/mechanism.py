@@ -10,7 +10,8 @@ parameters before any record is read (privacy rules 2 and 4: a service charges t
 then calls :meth:`sample`). Private runs seed from ``secrets``; a seed cannot be passed.
 
 Methods: ``shk`` (certificate scope ``mean_field``) for every continuous family; ``exact``
-(scope ``exact``) for ``mode`` (finite set) and ``quantile`` (public grid).
+(scope ``exact``) for ``mode`` (finite set), ``quantile`` (public grid of 4096 points) and the
+other families on domains of dimension <= 3 (EM over a public grid, :mod:`grid`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dp_core.flows.base import CancelFn, ProgressFn
 from dp_core.flows.shk import sample_shk
 from dp_core.privacy import exact
 from dp_core.privacy.certificates import Certificate, exact_certificate, mean_field_certificate
+from dp_core.privacy.grid import MAX_GRID_DIM, grid_release
 from dp_core.privacy.ledger import Charge
 from dp_core.privacy.schedule import DEFAULT_SLACK, SHKSchedule, shk_schedule
 from dp_core.privacy.utilities import KMeans, Mode, Quantile, UtilityFamily, UtilityPotential
@@ -95,8 +97,11 @@ class ExponentialMechanism:
             raise InvalidParameter("method", "must be 'shk' or 'exact'")
         if isinstance(utility, Mode) and method != "exact":
             raise InvalidParameter("method", "the mode utility is available with method 'exact'")
-        if method == "exact" and not isinstance(utility, (Mode, Quantile)):
-            raise InvalidParameter("method", "exact is available for 'mode' and 'quantile'")
+        gridded = method == "exact" and not isinstance(utility, (Mode, Quantile))
+        if gridded and utility.domain.dim > MAX_GRID_DIM:
+            raise InvalidParameter(
+                "method", f"exact needs a domain of dimension <= {MAX_GRID_DIM} (a grid)"
+            )
         self.utility = utility
         self.epsilon = float(epsilon)
         self.delta = float(delta)
@@ -195,7 +200,8 @@ class ExponentialMechanism:
                 draw = exact.exact_exponential_mechanism(counts, per_sample, osc)
                 out.append([draw.index])
             return np.asarray(out, dtype=np.int64)
-        assert isinstance(utility, Quantile)
+        if not isinstance(utility, Quantile):
+            return grid_release(utility, data, per_sample, self.neighbouring, plan.n_samples)
         values = np.asarray(data, dtype=np.float64).ravel()
         for _ in range(plan.n_samples):
             draw = exact.exact_quantile(

@@ -69,8 +69,18 @@ class KMeans:
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
 
-    def prepare(self, records: Any) -> FloatArray:
+    def clip_records(self, records: Any) -> FloatArray:
+        """Records clipped to the box, (n, d)."""
         return clip_columns(records, self._lo, self._hi, "records")
+
+    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
+        """ℓ(c; x) = min(min_j |x - c_j|², τ²) for every grid point c and record, (g, n)."""
+        centres = thetas.reshape(thetas.shape[0], self.k, -1)
+        d2 = np.sum((centres[:, :, None, :] - clipped[None, None, :, :]) ** 2, axis=3)
+        return np.minimum(d2.min(axis=1), self.clip**2)
+
+    def prepare(self, records: Any) -> FloatArray:
+        return self.clip_records(records)
 
     def loss(self, prepared: FloatArray, points: FloatArray) -> tuple[FloatArray, FloatArray]:
         v = np.empty(points.shape[0])

@@ -74,8 +74,17 @@ class ClippedMean:
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
 
+    def clip_records(self, records: Any) -> FloatArray:
+        """Records clipped to the box, (n, d)."""
+        return clip_columns(records, self._lo, self._hi, "records")
+
+    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
+        """ℓ(θ_g; x) = min(|θ_g - x|², c²) for every grid point and record, (g, n)."""
+        d2 = np.sum((thetas[:, None, :] - clipped[None, :, :]) ** 2, axis=2)
+        return np.minimum(d2, self.clip**2)
+
     def prepare(self, records: Any) -> MeanData:
-        clipped = clip_columns(records, self._lo, self._hi, "records")
+        clipped = self.clip_records(records)
         if clipped.shape[1] > 1:
             return MeanData(clipped)
         xs = np.sort(clipped[:, 0])

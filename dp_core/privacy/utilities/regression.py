@@ -82,10 +82,19 @@ class LinearRegression:
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
 
-    def prepare(self, records: Any) -> SufficientStatistics:
+    def clip_records(self, records: Any) -> FloatArray:
+        """Features and target clipped to their bounds, (n, d + 1)."""
         lo = np.append(self._lo, self.target_lower)
         hi = np.append(self._hi, self.target_upper)
-        clipped = clip_columns(records, lo, hi, "records")
+        return clip_columns(records, lo, hi, "records")
+
+    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
+        """ℓ(θ; x, y) = (y - θ·x)²/2 for every grid point and record, (g, n)."""
+        residual = clipped[None, :, -1] - thetas @ clipped[:, :-1].T
+        return 0.5 * residual**2
+
+    def prepare(self, records: Any) -> SufficientStatistics:
+        clipped = self.clip_records(records)
         x, y = clipped[:, :-1], clipped[:, -1]
         return SufficientStatistics(x.T @ x, x.T @ y, float(y @ y))
 
@@ -138,10 +147,26 @@ class LogisticRegression:
     def domain(self) -> Domain:
         return Domain.ball(np.zeros(self._lo.size), self.radius)
 
-    def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
+    @property
+    def loss_bound(self) -> float:
+        """B = log(1 + e^{RX}), overflow-free."""
         rx = self.radius * self._x_norm
-        bound = max(rx, 0.0) + math.log1p(math.exp(-rx))  # log(1 + e^{RX}), overflow-free
-        return sum_form_sensitivity(bound, rx, neighbouring, n_max)
+        return max(rx, 0.0) + math.log1p(math.exp(-rx))
+
+    def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
+        return sum_form_sensitivity(
+            self.loss_bound, self.radius * self._x_norm, neighbouring, n_max
+        )
+
+    def clip_records(self, records: Any) -> FloatArray:
+        """Clipped features with the label mapped to ±1 in the last column, (n, d + 1)."""
+        data = self.prepare(records)
+        return np.column_stack([data.features, data.labels])
+
+    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
+        """ℓ(θ; x, y) = log(1 + e^{-y θ·x}) for every grid point and record, (g, n)."""
+        margins = (thetas @ clipped[:, :-1].T) * clipped[None, :, -1]
+        return np.logaddexp(0.0, -margins)
 
     def prepare(self, records: Any) -> LogisticRegressionData:
         arr = np.asarray(records, dtype=np.float64)
