@@ -15,7 +15,7 @@ engine's :class:`~dp_core.types.Potential` form. Nothing here returns or logs a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "UtilityPotential",
     "check_neighbouring",
     "clip_columns",
+    "describe",
     "sum_form_sensitivity",
 ]
 
@@ -87,6 +88,15 @@ def clip_columns(records: Any, lower: FloatArray, upper: FloatArray, field: str)
     if not np.all(np.isfinite(arr)):
         raise InvalidParameter(field, "records must be finite numbers")
     return np.ascontiguousarray(np.clip(arr, lower, upper))
+
+
+def describe(utility: Any) -> dict[str, Any]:
+    """The public parameters of a family dataclass (its init fields), JSON-ready."""
+    return {
+        f.name: list(v) if isinstance(v := getattr(utility, f.name), tuple) else v
+        for f in fields(utility)
+        if f.init
+    }
 
 
 class UtilityFamily(Protocol):

@@ -18,7 +18,7 @@ import numpy as np
 
 from dp_core.engine.utility_kernels import kmeans_loss
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, clip_columns, sum_form_sensitivity
+from dp_core.privacy.utilities.base import Sensitivity, clip_columns, describe, sum_form_sensitivity
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["KMeans", "canonical_centres"]
@@ -89,10 +89,4 @@ class KMeans:
         return v, g
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "lower": list(self.lower),
-            "upper": list(self.upper),
-            "k": self.k,
-            "clip": self.clip,
-        }
+        return describe(self)

@@ -20,7 +20,7 @@ import numpy as np
 
 from dp_core.engine.utility_kernels import clipped_mean_loss_1d, clipped_mean_loss_nd
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, clip_columns, sum_form_sensitivity
+from dp_core.privacy.utilities.base import Sensitivity, clip_columns, describe, sum_form_sensitivity
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["ClippedMean", "MeanData"]
@@ -110,9 +110,4 @@ class ClippedMean:
         return v, g
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "lower": list(self.lower),
-            "upper": list(self.upper),
-            "clip": self.clip,
-        }
+        return describe(self)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, check_neighbouring
+from dp_core.privacy.utilities.base import Sensitivity, check_neighbouring, describe
 
 __all__ = ["Mode"]
 
@@ -46,4 +46,4 @@ class Mode:
         return counts
 
     def describe(self) -> dict[str, Any]:
-        return {"family": self.family, "categories": list(self.categories)}
+        return describe(self)

@@ -17,7 +17,7 @@ import numpy as np
 
 from dp_core.engine.utility_kernels import quantile_counts
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, check_neighbouring, clip_columns
+from dp_core.privacy.utilities.base import Sensitivity, check_neighbouring, clip_columns, describe
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["Quantile", "QuantileData"]
@@ -69,4 +69,4 @@ class Quantile:
         return np.abs(counts - self.q * prepared.n), np.zeros_like(points)
 
     def describe(self) -> dict[str, Any]:
-        return {"family": self.family, "q": self.q, "lower": self.lower, "upper": self.upper}
+        return describe(self)

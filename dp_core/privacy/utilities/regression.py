@@ -14,14 +14,14 @@ farthest corner) and the target to [y_lo, y_hi] (|y| <= Y).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dp_core.engine.utility_kernels import logistic_loss
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, clip_columns, sum_form_sensitivity
+from dp_core.privacy.utilities.base import Sensitivity, clip_columns, describe, sum_form_sensitivity
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["LinearRegression", "LogisticRegression", "SufficientStatistics"]
@@ -36,18 +36,33 @@ class SufficientStatistics:
     yty: float
 
 
-def _feature_box(lower: Any, upper: Any, radius: float) -> tuple[FloatArray, FloatArray, float]:
-    lo = np.atleast_1d(np.asarray(lower, dtype=np.float64))
-    hi = np.atleast_1d(np.asarray(upper, dtype=np.float64))
-    Domain.box(lo, hi)
-    if not (math.isfinite(radius) and radius > 0):
-        raise InvalidParameter("utility.radius", "must be finite and positive")
-    x_norm = float(np.sqrt(np.sum(np.maximum(lo**2, hi**2))))
-    return lo, hi, x_norm
+class _BallOverFeatures:
+    """Shared by both regressions: the feature box, the bound X on |x|, and Θ = B(0, R).
+
+    ``_init_features`` validates the public fields and stores the derived arrays (not
+    dataclass fields, so they stay out of the public parameters)."""
+
+    feature_lower: tuple[float, ...]
+    feature_upper: tuple[float, ...]
+    radius: float
+
+    def _init_features(self) -> None:
+        lo = np.atleast_1d(np.asarray(self.feature_lower, dtype=np.float64))
+        hi = np.atleast_1d(np.asarray(self.feature_upper, dtype=np.float64))
+        Domain.box(lo, hi)
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise InvalidParameter("utility.radius", "must be finite and positive")
+        object.__setattr__(self, "_lo", lo)
+        object.__setattr__(self, "_hi", hi)
+        object.__setattr__(self, "_x_norm", float(np.sqrt(np.sum(np.maximum(lo**2, hi**2)))))
+
+    @property
+    def domain(self) -> Domain:
+        return Domain.ball(np.zeros(self._lo.size), self.radius)
 
 
 @dataclass(frozen=True)
-class LinearRegression:
+class LinearRegression(_BallOverFeatures):
     """Least squares with feature bounds, target bounds and radius R. Records: (n, d + 1) with
     the target in the last column."""
 
@@ -57,21 +72,11 @@ class LinearRegression:
     target_upper: float
     radius: float
     family: str = "linear_regression"
-    _lo: FloatArray = field(init=False, repr=False)
-    _hi: FloatArray = field(init=False, repr=False)
-    _x_norm: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        lo, hi, x_norm = _feature_box(self.feature_lower, self.feature_upper, self.radius)
+        self._init_features()
         if not (self.target_lower < self.target_upper):
             raise InvalidParameter("utility.target", "needs finite bounds with lower < upper")
-        object.__setattr__(self, "_lo", lo)
-        object.__setattr__(self, "_hi", hi)
-        object.__setattr__(self, "_x_norm", x_norm)
-
-    @property
-    def domain(self) -> Domain:
-        return Domain.ball(np.zeros(self._lo.size), self.radius)
 
     @property
     def loss_bound(self) -> float:
@@ -106,14 +111,7 @@ class LinearRegression:
         return value, quad - prepared.xty
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "feature_lower": list(self.feature_lower),
-            "feature_upper": list(self.feature_upper),
-            "target_lower": self.target_lower,
-            "target_upper": self.target_upper,
-            "radius": self.radius,
-        }
+        return describe(self)
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ class LogisticRegressionData:
 
 
 @dataclass(frozen=True)
-class LogisticRegression:
+class LogisticRegression(_BallOverFeatures):
     """Logistic loss with feature bounds and radius R. Records: (n, d + 1), the last column a
     label in {0, 1}."""
 
@@ -133,19 +131,9 @@ class LogisticRegression:
     feature_upper: tuple[float, ...]
     radius: float
     family: str = "logistic_regression"
-    _lo: FloatArray = field(init=False, repr=False)
-    _hi: FloatArray = field(init=False, repr=False)
-    _x_norm: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        lo, hi, x_norm = _feature_box(self.feature_lower, self.feature_upper, self.radius)
-        object.__setattr__(self, "_lo", lo)
-        object.__setattr__(self, "_hi", hi)
-        object.__setattr__(self, "_x_norm", x_norm)
-
-    @property
-    def domain(self) -> Domain:
-        return Domain.ball(np.zeros(self._lo.size), self.radius)
+        self._init_features()
 
     @property
     def loss_bound(self) -> float:
@@ -187,9 +175,4 @@ class LogisticRegression:
         return v, g
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "feature_lower": list(self.feature_lower),
-            "feature_upper": list(self.feature_upper),
-            "radius": self.radius,
-        }
+        return describe(self)
