@@ -27,7 +27,8 @@ Scheme (certificates §8.1), on m equal cells with centres ``c_i = a + (i + ½)�
   output time is shortened so that the solver lands exactly on it.
 
 The state is ``g = log h`` shifted to ``max g = 0``, so a large range of V never overflows.
-Reflecting boundaries use :func:`scipy.linalg.solve_banded`; periodic ones a sparse LU
+Reflecting boundaries use a pivot-free LDLᵀ of the symmetrised tridiagonal system (LAPACK
+``pttrf``/``pttrs``); periodic ones a sparse LU
 (:func:`scipy.sparse.linalg.splu`) of the cyclic tridiagonal matrix.
 
 Plain NumPy/SciPy, for tests and verification only; never imported by the engine.
@@ -243,18 +244,35 @@ def transport_generator_1d(
     return (off - scipy.sparse.diags_array(out_rate)).tocsr()
 
 
+def _reversible_weights(A: scipy.sparse.csr_array) -> FloatArray:
+    """Positive weights w with w_i A_{i,i+1} = w_{i+1} A_{i+1,i} (detailed balance: w ∝ π),
+    normalised to max 1; from the generator itself so that the symmetry is exact to rounding."""
+    up, down = A.diagonal(1), A.diagonal(-1)
+    log_w = np.concatenate([[0.0], np.cumsum(np.log(up) - np.log(down))])
+    return np.exp(log_w - log_w.max())
+
+
 def _implicit_euler_solver(
     A: scipy.sparse.csr_array, dt: float, boundary: Boundary
 ) -> Callable[[FloatArray], FloatArray]:
-    """Return ``h ↦ (I − dt·A)^{-1} h``: banded LU (reflecting) or sparse LU (periodic)."""
+    """Return ``h ↦ (I − dt·A)^{-1} h``: pivot-free LDLᵀ (reflecting) or sparse LU (periodic).
+
+    Reflecting: A is π-reversible, so diag(π)(I − dt·A) is a symmetric positive definite,
+    diagonally dominant tridiagonal M-matrix; LAPACK's ``pttrf``/``pttrs`` factor it without
+    pivoting. Partial pivoting (``solve_banded``) swaps rows of this row- but not
+    column-dominant matrix and loses the relative accuracy of the tiny entries of h = ρ/π when
+    V is steep (e.g. V = 200θ), which once produced negative h and NaN densities.
+    """
     m = A.shape[0]
     M = (scipy.sparse.eye_array(m) - dt * A).tocsc()
     if boundary == "reflecting":
-        ab = np.zeros((3, m))
-        ab[0, 1:] = M.diagonal(1)
-        ab[1] = M.diagonal(0)
-        ab[2, :-1] = M.diagonal(-1)
-        return lambda h: scipy.linalg.solve_banded((1, 1), ab, h, check_finite=False)
+        weights = _reversible_weights(A)
+        diag = weights * M.diagonal(0)
+        off = weights[:-1] * M.diagonal(1)
+        d, e, info = scipy.linalg.lapack.dpttrf(diag, off)
+        if info != 0:
+            raise ArithmeticError("transport matrix is not positive definite")
+        return lambda h: scipy.linalg.lapack.dpttrs(d, e, weights * h)[0]
     lu = scipy.sparse.linalg.splu(M)
     return lu.solve
 
