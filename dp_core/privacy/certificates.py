@@ -140,7 +140,7 @@ def _values(
         hockey = ()
     report_delta = delta if delta > 0 else REFERENCE_DELTA
     curves = {}
-    for count in (1, m):
+    for count in sorted({1, m}):  # one opacus conversion when m = 1
         rdp = [count * renyi(a) for a in accounting.DEFAULT_ORDERS]
         eps, _ = accounting.rdp_to_approx_dp(rdp, report_delta)
         curves[count] = min(eps, count * b)  # pure DP is (ε, δ)-DP for every δ

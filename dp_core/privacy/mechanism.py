@@ -164,7 +164,10 @@ class ExponentialMechanism:
         plan: Plan | None = None,
     ) -> Release:
         """Run the mechanism on ``data`` (the utility's record layout) and release samples."""
-        plan = self.plan(n_samples) if plan is None else plan
+        if plan is None:
+            plan = self.plan(n_samples)
+        elif plan.n_samples != n_samples:
+            raise InvalidParameter("n_samples", "differs from the plan's n_samples")
         if plan.method == "exact":
             return Release(self._sample_exact(data, plan), plan)
         schedule = plan.schedule
