@@ -1,0 +1,38 @@
+"""Suite-wide fixtures: a throwaway PostgreSQL server and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.postgres_server import PostgresServer, find_postgres_binaries
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session, stopped and deleted at its end.
+
+    Fails when no PostgreSQL server binaries are installed, unless PRIVFLOW_TEST_POSTGRES=skip.
+    """
+    binaries = find_postgres_binaries()
+    if binaries is None:
+        message = (
+            "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or under "
+            "/usr/lib/postgresql/*/bin. Install PostgreSQL (.ci/run does: apt-get install "
+            "postgresql) or set PRIVFLOW_TEST_POSTGRES=skip to skip the PostgreSQL tests."
+        )
+        if os.environ.get("PRIVFLOW_TEST_POSTGRES") == "skip":
+            pytest.skip(f"PRIVFLOW_TEST_POSTGRES=skip and no PostgreSQL: {message}")
+        pytest.fail(message, pytrace=False)
+    with PostgresServer(binaries) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty database, dropped after the test."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
