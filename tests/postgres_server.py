@@ -34,10 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg and SQLAlchemy are imported where used, so that tests/conftest.py (which imports this
+# module) loads, and tests not needing PostgreSQL run, in an environment without them.
 
 SUPERUSER = "privflow"
 HOST = "127.0.0.1"
@@ -248,6 +251,8 @@ class PostgresServer:
 
     def create_database(self) -> str:
         """Create a fresh, uniquely named database and return its SQLAlchemy URL."""
+        from psycopg import sql
+
         dbname = f"privflow_test_{secrets.token_hex(8)}"
         with self._admin_connection() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
@@ -255,6 +260,9 @@ class PostgresServer:
 
     def drop_database(self, url: str) -> None:
         """Drop the database named in ``url``, closing any connections still open to it."""
+        from psycopg import sql
+        from sqlalchemy.engine import make_url
+
         dbname = make_url(url).database
         if not dbname:
             raise ValueError(f"no database name in {url!r}")
@@ -266,6 +274,8 @@ class PostgresServer:
     # -- internals -------------------------------------------------------------------------
 
     def _admin_connection(self, connect_timeout: int = 10) -> psycopg.Connection:
+        import psycopg
+
         if self.port is None:
             raise PostgresStartError("the server is not started")
         return psycopg.connect(
@@ -359,6 +369,8 @@ class PostgresServer:
 
     def _wait_until_accepting(self) -> bool:
         """True once the server accepts connections; False when it exited first."""
+        import psycopg
+
         assert self._process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
