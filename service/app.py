@@ -1,27 +1,43 @@
-"""The application factory: builds the FastAPI app, its metrics, readiness and lifespan.
+"""The application factory: builds the FastAPI app, its context, metrics, readiness and lifespan.
 
 ``create_app(settings)`` builds everything an app needs and keeps it on ``app.state``
-(``settings``, ``metrics``, ``readiness``); nothing is created at import. The lifespan starts a
-daemon thread that compiles every Numba kernel signature the service uses
-(``dp_core.engine.warm``); ``/readyz`` answers 503 until it is done, so no request pays for JIT.
+(``settings``, ``ctx``, ``metrics``, ``readiness``); nothing is created at import. The lifespan
+migrates the store and registers the bootstrap admin key (the store is then ready), marks runs
+orphaned by a dead process ``aborted``, starts the lease sweeper and a daemon thread that
+compiles every Numba kernel signature the service uses (``dp_core.engine.warm``); ``/readyz``
+answers 503 until both are done, so no request pays for JIT.
 """
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from service.api import ROUTERS
 from service.api.health import KernelState, Readiness
-from service.metrics import Metrics, MetricsMiddleware, build_metrics
+from service.context import ServiceContext
+from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from service.jobs import JobPool
+from service.limits import BodySizeLimit
+from service.metrics import BudgetCollector, Metrics, MetricsMiddleware, build_metrics
+from service.schemas.problem import Problem
 from service.settings import Settings
+from service.store.db import Store
+from service.store.keys import ensure_bootstrap_admin
+from service.store.leases import sweep_orphans
+from service.store.ledger import list_budgets
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+STORE_CONNECT_SECONDS = 60.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,18 +55,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         readiness.kernels = KernelState.SKIPPED
 
     app = FastAPI(title="privflow", version=_package_version(), lifespan=_lifespan)
+    metrics = build_metrics()
+    store = Store(settings.database_url)
+    pool = JobPool(settings.job_workers, settings.job_queue)
+    metrics.queue_depth.set_function(lambda: pool.depth)
+    metrics.registry.register(BudgetCollector(lambda: _read_budgets(store, readiness)))
     app.state.settings = settings
-    app.state.metrics = build_metrics()
+    app.state.metrics = metrics
     app.state.readiness = readiness
+    app.state.ctx = ServiceContext(settings=settings, store=store, pool=pool, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    ctx: ServiceContext = app.state.ctx
+    _open_store(ctx)
+    app.state.readiness.store = True
+    stop = threading.Event()
+    threading.Thread(
+        target=_sweep_forever, args=(ctx, stop), name="privflow-lease-sweeper", daemon=True
+    ).start()
     if settings.warm_on_startup:
         threading.Thread(
             target=_warm_kernels,
@@ -60,7 +92,50 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         ).start()
     else:
         logger.info("kernel warm-up skipped (warm_on_startup is false); ready at once")
-    yield
+    try:
+        yield
+    finally:
+        stop.set()
+        ctx.pool.shutdown()
+        ctx.store.dispose()
+
+
+def _open_store(ctx: ServiceContext) -> None:
+    """Migrate, register the bootstrap admin and sweep orphans; retry while the DB starts."""
+    deadline = time.monotonic() + STORE_CONNECT_SECONDS
+    while True:
+        try:
+            ctx.store.migrate()
+            with ctx.store.transaction() as conn:
+                if ctx.settings.admin_key is not None:
+                    ensure_bootstrap_admin(conn, ctx.settings.admin_key.get_secret_value())
+                aborted = sweep_orphans(conn, ctx.settings.lease_seconds)
+            break
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("store not ready; retrying", extra={"error_type": type(exc).__name__})
+            time.sleep(1.0)
+    if aborted:
+        logger.warning("marked orphaned runs aborted", extra={"count": aborted})
+    logger.info("store ready", extra={"backend": ctx.store.dialect})
+
+
+def _sweep_forever(ctx: ServiceContext, stop: threading.Event) -> None:
+    period = min(max(ctx.settings.lease_seconds / 4.0, 1.0), 30.0)
+    while not stop.wait(period):
+        try:
+            with ctx.store.transaction() as conn:
+                sweep_orphans(conn, ctx.settings.lease_seconds)
+        except Exception as exc:
+            logger.warning("lease sweep failed", extra={"error_type": type(exc).__name__})
+
+
+def _read_budgets(store: Store, readiness: Readiness) -> list[tuple[str, dict[str, Any]]]:
+    if not readiness.store:
+        return []
+    with store.transaction() as conn:
+        return list_budgets(conn)
 
 
 def _warm_kernels(readiness: Readiness, metrics: Metrics) -> None:
@@ -77,6 +152,30 @@ def _warm_kernels(readiness: Readiness, metrics: Metrics) -> None:
     metrics.kernels_ready.set(1)
     readiness.kernels = KernelState.READY
     logger.info("compiled %d kernel signatures in %.1f s; ready", report.signatures, report.seconds)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with every error response as problem+json (API.md conventions)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["Problem"] = problem_schema
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses["422"] = {
+                    "description": "Invalid request (invalid_request, idempotency_conflict)",
+                    "content": problem,
+                }
+    app.openapi_schema = schema
+    return schema
 
 
 def _package_version() -> str:

@@ -7,14 +7,23 @@ body, so no label can carry private data or grow without bound.
 """
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
-__all__ = ["UNMATCHED_ROUTE", "Metrics", "MetricsMiddleware", "build_metrics", "render_metrics"]
+__all__ = [
+    "UNMATCHED_ROUTE",
+    "BudgetCollector",
+    "Metrics",
+    "MetricsMiddleware",
+    "build_metrics",
+    "render_metrics",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +45,13 @@ class Metrics:
     latency: Histogram
     kernels_ready: Gauge
     kernel_warm_seconds: Gauge
+    releases: Counter
+    epsilon_charged: Counter
+    refusals: Counter
+    queue_depth: Gauge
+    job_seconds: Histogram
+    particle_steps: Counter
+    sampler_seconds: Counter
 
 
 def build_metrics() -> Metrics:
@@ -46,8 +62,11 @@ def build_metrics() -> Metrics:
     Metrics
         ``privflow_http_requests_total{route, method, status}``,
         ``privflow_http_request_duration_seconds{route, method}``,
-        ``privflow_kernels_ready`` (1 once warm-up compiled every kernel signature, else 0) and
-        ``privflow_kernel_warm_seconds`` (duration of the last completed warm-up).
+        ``privflow_kernels_ready`` (1 once warm-up compiled every kernel signature, else 0),
+        ``privflow_kernel_warm_seconds`` (duration of the last completed warm-up), release and
+        refusal counters, the job queue depth, job durations and sampler work. Per-dataset
+        budget gauges are added by :class:`BudgetCollector` (read from the store at scrape
+        time, so every replica reports the shared ledger).
     """
     registry = CollectorRegistry()
     return Metrics(
@@ -75,7 +94,80 @@ def build_metrics() -> Metrics:
             "Seconds the last completed kernel warm-up took (compile or cache load).",
             registry=registry,
         ),
+        releases=Counter(
+            "privflow_releases",
+            "Releases charged (admitted by the ledger), by dataset id and method.",
+            ("dataset", "method"),
+            registry=registry,
+        ),
+        epsilon_charged=Counter(
+            "privflow_epsilon_charged",
+            "Pure epsilon charged to datasets by admitted releases.",
+            ("dataset",),
+            registry=registry,
+        ),
+        refusals=Counter(
+            "privflow_refusals",
+            "Requests refused with a problem code (budget_exceeded, overloaded, ...).",
+            ("code",),
+            registry=registry,
+        ),
+        queue_depth=Gauge(
+            "privflow_job_queue_depth",
+            "Work items waiting or running in this process's worker pool.",
+            registry=registry,
+        ),
+        job_seconds=Histogram(
+            "privflow_job_duration_seconds",
+            "Wall time of releases and jobs in the worker pool, by kind.",
+            ("kind",),
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        particle_steps=Counter(
+            "privflow_sampler_particle_steps",
+            "Particle-steps computed by samplers and flows (throughput = rate / seconds rate).",
+            ("flow",),
+            registry=registry,
+        ),
+        sampler_seconds=Counter(
+            "privflow_sampler_seconds",
+            "Seconds spent in samplers and flows.",
+            ("flow",),
+            registry=registry,
+        ),
     )
+
+
+class BudgetCollector(Collector):
+    """Per-dataset budget gauges read from the store at scrape time.
+
+    Exposes ``privflow_budget_epsilon``, ``privflow_budget_spent_epsilon`` and
+    ``privflow_budget_remaining_epsilon`` by dataset id: the same public numbers
+    ``GET /v1/datasets/{id}`` returns to an admin, never anything computed from records.
+    """
+
+    def __init__(self, read: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            budgets = self._read()
+        except Exception:  # a scrape must not fail because the database is away
+            return
+        families = {
+            name: GaugeMetricFamily(f"privflow_budget_{name}", help_text, labels=["dataset"])
+            for name, help_text in (
+                ("epsilon", "Total epsilon of the dataset's budget."),
+                ("spent_epsilon", "Epsilon the dataset's ledger has spent."),
+                ("remaining_epsilon", "Epsilon the dataset has left."),
+            )
+        }
+        for dataset_id, budget in budgets:
+            families["epsilon"].add_metric([dataset_id], budget["epsilon"])
+            families["spent_epsilon"].add_metric([dataset_id], budget["spent"]["epsilon"])
+            families["remaining_epsilon"].add_metric([dataset_id], budget["remaining"]["epsilon"])
+        yield from families.values()
 
 
 def render_metrics(metrics: Metrics, accept: str | None) -> tuple[bytes, str]:

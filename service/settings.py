@@ -6,7 +6,7 @@ need one, so importing this module reads nothing from the environment.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["LogLevel", "Settings"]
@@ -31,8 +31,24 @@ class Settings(BaseSettings):
         ``/readyz`` answers 503 until that finishes. Set to false only where kernels are not
         needed (tests of the HTTP surface): the app is then ready at once.
     database_url
-        SQLAlchemy-style URL of the store (SQLite file by default, PostgreSQL for several
-        replicas). Not used yet: the store arrives in a later issue.
+        SQLAlchemy URL of the store: an SQLite file by default, PostgreSQL
+        (``postgresql+psycopg://...``) for several processes or replicas. ``postgresql://`` is
+        read as ``postgresql+psycopg://``.
+    admin_key
+        The first admin API key (API.md "Auth"). Stored only as a hash; without it no admin
+        can authenticate until one is created by another admin.
+    max_points
+        Largest number of points (or records) one request may carry; more is 413.
+    max_body_bytes
+        Largest request body accepted; more is 413 before the body is parsed.
+    job_workers
+        Threads running private releases and long jobs in this process. The Numba kernels use
+        every core already, so more than one mainly adds concurrency, not throughput.
+    job_queue
+        Work items waiting or running beyond which a request is answered 429 with Retry-After.
+    lease_seconds
+        A running release or job whose process stopped renewing its lease for this long is
+        marked ``aborted`` (its charge stays spent).
     """
 
     model_config = SettingsConfigDict(env_prefix="PRIVFLOW_", extra="ignore")
@@ -43,3 +59,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     warm_on_startup: bool = True
     database_url: str = "sqlite:///./privflow.db"
+    admin_key: SecretStr | None = None
+    max_points: int = Field(default=1_000_000, ge=1)
+    max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    job_workers: int = Field(default=1, ge=1, le=64)
+    job_queue: int = Field(default=64, ge=1)
+    lease_seconds: float = Field(default=120.0, gt=0)

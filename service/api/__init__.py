@@ -2,8 +2,14 @@
 
 from fastapi import APIRouter
 
-from service.api import health
+from service.api import datasets, health, jobs, keys, releases
 
 __all__ = ["ROUTERS"]
 
-ROUTERS: tuple[APIRouter, ...] = (health.router,)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    keys.router,
+    datasets.router,
+    releases.router,
+    jobs.router,
+)

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from service.metrics import render_metrics
@@ -31,6 +32,7 @@ class KernelState(StrEnum):
 _NOT_READY_DETAIL = {
     KernelState.WARMING: "Numerical kernels are still compiling; retry shortly.",
     KernelState.FAILED: "Numerical kernel warm-up failed; see the service log.",
+    "store": "The database is not answering (or not migrated yet); retry shortly.",
 }
 
 
@@ -39,13 +41,14 @@ class Readiness:
     """What ``/readyz`` reports. One thread (warm-up) writes ``kernels``; requests only read it."""
 
     kernels: KernelState = KernelState.WARMING
+    store: bool = False  # migrations applied and the bootstrap admin registered
 
     @property
     def ready(self) -> bool:
-        return self.kernels in (KernelState.READY, KernelState.SKIPPED)
+        return self.store and self.kernels in (KernelState.READY, KernelState.SKIPPED)
 
 
-def _not_ready_problem(state: KernelState) -> dict[str, Any]:
+def _not_ready_problem(state: KernelState | str) -> dict[str, Any]:
     return {
         "type": "/errors/not_ready",
         "title": "Service not ready",
@@ -65,7 +68,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the numerical kernels are compiled",
+    summary="Readiness: the database answers and the numerical kernels are compiled",
     response_class=JSONResponse,
     responses={
         200: {"content": {"application/json": {"example": {"status": "ready"}}}},
@@ -77,10 +80,19 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     readiness: Readiness = request.app.state.readiness
-    if readiness.ready:
+    store_answers = readiness.store and await run_in_threadpool(_store_answers, request)
+    if store_answers and readiness.ready:
         return JSONResponse({"status": "ready"})
-    problem = _not_ready_problem(readiness.kernels)
+    problem = _not_ready_problem("store" if not store_answers else readiness.kernels)
     return JSONResponse(problem, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _store_answers(request: Request) -> bool:
+    try:
+        request.app.state.ctx.store.ping()
+    except Exception:
+        return False
+    return True
 
 
 @router.get(

@@ -50,22 +50,24 @@ def _assert_not_ready(client: TestClient) -> dict[str, object]:
     return problem
 
 
-def test_healthz_answers_ok() -> None:
-    with TestClient(create_app(Settings(warm_on_startup=False))) as client:
+def test_healthz_answers_ok(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(warm_on_startup=False))) as client:
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_is_ready_at_once_without_warm_up() -> None:
-    with TestClient(create_app(Settings(warm_on_startup=False))) as client:
+def test_readyz_is_ready_at_once_without_warm_up(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(warm_on_startup=False))) as client:
         response = client.get("/readyz")
         assert _sample(client, "privflow_kernels_ready") == 0.0  # nothing was compiled
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
 
 
-def test_readyz_waits_for_kernel_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_waits_for_kernel_warm_up(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
     release = threading.Event()
     started = threading.Event()
 
@@ -76,7 +78,7 @@ def test_readyz_waits_for_kernel_warm_up(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(dp_core.engine, "warm", blocking_warm, raising=False)
     try:
-        with TestClient(create_app(Settings(warm_on_startup=True))) as client:
+        with TestClient(create_app(make_settings(warm_on_startup=True))) as client:
             assert started.wait(timeout=POLL_TIMEOUT_S)
             _assert_not_ready(client)
             assert client.get("/healthz").status_code == 200  # alive while warming
@@ -92,22 +94,24 @@ def test_readyz_waits_for_kernel_warm_up(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_readyz_stays_not_ready_when_warm_up_fails(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    make_settings: Callable[..., Settings],
 ) -> None:
     def failing_warm() -> SimpleNamespace:
         raise RuntimeError("no LLVM today")
 
     monkeypatch.setattr(dp_core.engine, "warm", failing_warm, raising=False)
     caplog.set_level(logging.ERROR, logger="service.app")
-    with TestClient(create_app(Settings(warm_on_startup=True))) as client:
+    with TestClient(create_app(make_settings(warm_on_startup=True))) as client:
         assert _wait_for(lambda: any("warm-up failed" in r.message for r in caplog.records))
         problem = _assert_not_ready(client)
         assert "no LLVM today" not in str(problem["detail"])  # error text stays in the log
         assert _sample(client, "privflow_kernels_ready") == 0.0
 
 
-def test_metrics_count_requests_by_route_template() -> None:
-    app = create_app(Settings(warm_on_startup=False))
+def test_metrics_count_requests_by_route_template(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(warm_on_startup=False))
 
     async def probe(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
@@ -134,9 +138,9 @@ def test_metrics_count_requests_by_route_template() -> None:
         assert _sample(client, latency, route="/healthz", method="GET") == 2.0
 
 
-def test_each_app_has_its_own_registry() -> None:
-    first = create_app(Settings(warm_on_startup=False))
-    second = create_app(Settings(warm_on_startup=False))
+def test_each_app_has_its_own_registry(make_settings: Callable[..., Settings]) -> None:
+    first = create_app(make_settings(warm_on_startup=False))
+    second = create_app(make_settings(warm_on_startup=False))
     with TestClient(first) as a, TestClient(second) as b:
         a.get("/healthz")
         requests = "privflow_http_requests_total"

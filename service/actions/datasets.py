@@ -1,0 +1,138 @@
+"""Dataset actions: validate and encode records, create, read, list, grant."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from service.actions.access import check_page, visible_dataset
+from service.context import ServiceContext
+from service.errors import ApiError, FieldError
+from service.schemas.datasets import CategoryColumn, DatasetCreate, GrantCreate
+from service.store import datasets as store
+from service.store.keys import KeyRecord, get_key
+from service.store.ledger import budget_view
+
+__all__ = ["create_dataset", "dataset_out", "get_dataset", "grant", "grant_out", "list_datasets"]
+
+MAX_REPORTED_ERRORS = 20
+
+
+def encode_records(body: DatasetCreate, max_points: int) -> np.ndarray:
+    """Records as float64 (n, c), categories as indices; 422 naming row and column otherwise.
+
+    Naming the offending row and value is allowed: the admin sending the records owns them.
+    """
+    n, c = len(body.records), len(body.columns)
+    if n > max_points:
+        raise ApiError(413, "too_large", f"At most {max_points} records per request.")
+    if n > body.size_bound:
+        raise ApiError.invalid("records", f"{n} records exceed size_bound {body.size_bound}")
+    errors: list[FieldError] = []
+    for i, row in enumerate(body.records):
+        if len(row) != c:
+            errors.append({"field": f"records[{i}]", "message": f"expected {c} values"})
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
+    if errors:
+        raise ApiError(422, "invalid_request", "Records do not match the columns.", errors=errors)
+    out = np.empty((n, c), dtype=np.float64)
+    for j, column in enumerate(body.columns):
+        values = [row[j] for row in body.records]
+        if isinstance(column, CategoryColumn):
+            index = {name: k for k, name in enumerate(column.categories)}
+            codes = [index.get(v, -1) if isinstance(v, str) else -1 for v in values]
+            out[:, j] = codes
+            bad = np.flatnonzero(out[:, j] < 0)
+            message = f"is not one of the categories of column {column.name!r}"
+        else:
+            numeric = [
+                float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.nan
+                for v in values
+            ]
+            out[:, j] = numeric
+            col = out[:, j]
+            bad = np.flatnonzero(~((col >= column.lower) & (col <= column.upper)))
+            message = f"must be a number in [{column.lower}, {column.upper}] ({column.name!r})"
+        errors.extend(
+            {"field": f"records[{i}][{j}]", "message": f"{values[i]!r} {message}"}
+            for i in bad[: MAX_REPORTED_ERRORS - len(errors)]
+        )
+        if len(errors) >= MAX_REPORTED_ERRORS:
+            break
+    if errors:
+        raise ApiError(422, "invalid_request", "Some records are invalid.", errors=errors)
+    return out
+
+
+def dataset_out(dataset: store.DatasetRecord) -> dict[str, Any]:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "n_records": dataset.n_records,
+        "columns": dataset.columns,
+        "budget": budget_view(dataset),
+        "neighbouring": dataset.neighbouring,
+        "size_bound": dataset.size_bound,
+        "accountant": dataset.accountant,
+        "created_at": dataset.created_at,
+    }
+
+
+def create_dataset(ctx: ServiceContext, admin: KeyRecord, body: DatasetCreate) -> dict[str, Any]:
+    records = encode_records(body, ctx.settings.max_points)
+    with ctx.store.transaction() as conn:
+        dataset = store.create_dataset(
+            conn,
+            name=body.name,
+            columns=[c.model_dump() for c in body.columns],
+            records=records,
+            budget_epsilon=body.budget.epsilon,
+            budget_delta=body.budget.delta,
+            accountant=body.accountant,
+            neighbouring=body.neighbouring,
+            size_bound=body.size_bound,
+            created_by=admin.id,
+        )
+    return dataset_out(dataset)
+
+
+def get_dataset(ctx: ServiceContext, key: KeyRecord, dataset_id: str) -> dict[str, Any]:
+    with ctx.store.transaction() as conn:
+        return dataset_out(visible_dataset(conn, key, dataset_id))
+
+
+def list_datasets(
+    ctx: ServiceContext, key: KeyRecord, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    check_page(limit, cursor)
+    with ctx.store.transaction() as conn:
+        rows, next_cursor = store.list_datasets(
+            conn, None if key.role == "admin" else key.id, limit, cursor
+        )
+    return {"items": [dataset_out(d) for d in rows], "next_cursor": next_cursor}
+
+
+def grant_out(grant: store.GrantRecord) -> dict[str, Any]:
+    return {
+        "dataset_id": grant.dataset_id,
+        "key_id": grant.key_id,
+        "epsilon_cap": grant.epsilon_cap,
+        "delta_cap": grant.delta_cap,
+        "spent": {"epsilon": grant.spent_epsilon, "delta": grant.spent_delta},
+        "created_at": grant.created_at,
+    }
+
+
+def grant(ctx: ServiceContext, dataset_id: str, body: GrantCreate) -> dict[str, Any]:
+    with ctx.store.transaction() as conn:
+        if store.get_dataset(conn, dataset_id, for_update=True) is None:
+            raise ApiError(404, "not_found", f"No dataset with id {dataset_id!r}.")
+        target = get_key(conn, body.key_id)
+        if target is None or target.revoked_at is not None:
+            raise ApiError.invalid("key_id", "no active key with this id")
+        return grant_out(
+            store.upsert_grant(conn, dataset_id, body.key_id, body.epsilon_cap, body.delta_cap)
+        )

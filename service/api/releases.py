@@ -1,0 +1,87 @@
+"""Private releases: ``POST /v1/datasets/{id}/samples``, the ledger and stored releases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from service.actions import ledger as ledger_actions
+from service.actions import releases as actions
+from service.api._common import Cursor, Limit, problems
+from service.deps import ApiKey, Ctx, IdempotencyKey
+from service.errors import PROBLEM_MEDIA_TYPE
+from service.schemas.common import Page
+from service.schemas.releases import JobAccepted, LedgerEntryOut, ReleaseOut, SampleRequest
+from service.store.idempotency import request_hash
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["releases"], responses=problems(401, 403, 404, 422))
+
+REPLAY_WAIT_SECONDS = 600.0
+
+
+@router.post(
+    "/v1/datasets/{dataset_id}/samples",
+    status_code=201,
+    response_model=ReleaseOut,
+    responses={
+        202: {"model": JobAccepted, "description": 'Accepted as a job ("async": true)'},
+        **problems(409, 429),
+    },
+    summary="Release samples of the exponential mechanism, with a certificate",
+)
+async def create_release(
+    dataset_id: str,
+    body: SampleRequest,
+    ctx: Ctx,
+    key: ApiKey,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    digest = request_hash(
+        "POST",
+        f"/v1/datasets/{dataset_id}/samples",
+        body.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )
+    started = await run_in_threadpool(
+        actions.start_release, ctx, key, dataset_id, body, idempotency_key, digest
+    )
+    if started.outcome is not None:
+        outcome = started.outcome
+    elif started.future is not None:
+        outcome = await asyncio.wrap_future(started.future)
+    else:
+        assert idempotency_key is not None
+        outcome = await run_in_threadpool(
+            actions.wait_for_replay, ctx, key, idempotency_key, REPLAY_WAIT_SECONDS
+        )
+    return JSONResponse(
+        jsonable_encoder(outcome.body),
+        status_code=outcome.status,
+        media_type=PROBLEM_MEDIA_TYPE if outcome.status >= 400 else None,
+        headers=outcome.headers,
+    )
+
+
+@router.get(
+    "/v1/datasets/{dataset_id}/ledger",
+    response_model=Page[LedgerEntryOut],
+    summary="Ledger entries (analysts see their own)",
+)
+async def list_ledger(
+    dataset_id: str, ctx: Ctx, key: ApiKey, limit: Limit = 100, cursor: Cursor = None
+) -> dict:
+    return await run_in_threadpool(ledger_actions.list_ledger, ctx, key, dataset_id, limit, cursor)
+
+
+@router.get(
+    "/v1/releases/{release_id}",
+    response_model=ReleaseOut,
+    summary="A stored release (samples and certificate are public outputs)",
+)
+async def get_release(release_id: str, ctx: Ctx, key: ApiKey) -> dict:
+    return await run_in_threadpool(actions.get_release_body, ctx, key, release_id)

@@ -1,0 +1,158 @@
+"""Private-release requests and responses (API.md "Private releases"), ledger entries, jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from service.schemas.common import Epsilon, Probability, Request, Spend
+
+__all__ = [
+    "JobAccepted",
+    "JobOut",
+    "LedgerEntryOut",
+    "ReleaseOut",
+    "SampleRequest",
+    "SamplerParams",
+    "Utility",
+]
+
+ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
+Columns = Annotated[list[ColumnName], Field(min_length=1, max_length=16)]
+Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+
+
+class QuantileUtility(Request):
+    family: Literal["quantile"]
+    column: ColumnName
+    q: Annotated[float, Field(gt=0, lt=1)]
+
+
+class MeanUtility(Request):
+    family: Literal["mean"]
+    columns: Columns
+    clip: Positive
+
+
+class LinearRegressionUtility(Request):
+    family: Literal["linear_regression"]
+    features: Columns
+    target: ColumnName
+    radius: Positive
+
+
+class LogisticRegressionUtility(Request):
+    family: Literal["logistic_regression"]
+    features: Columns
+    label: ColumnName
+    radius: Positive
+
+
+class KMeansUtility(Request):
+    family: Literal["kmeans"]
+    columns: Columns
+    k: Annotated[int, Field(ge=1, le=64)]
+    clip: Positive
+
+
+class ModeUtility(Request):
+    family: Literal["mode"]
+    column: ColumnName
+
+
+Utility = Annotated[
+    QuantileUtility
+    | MeanUtility
+    | LinearRegressionUtility
+    | LogisticRegressionUtility
+    | KMeansUtility
+    | ModeUtility,
+    Field(discriminator="family"),
+]
+
+
+SEED_REFUSED = "a seed is refused on private releases (private randomness is never reproducible)"
+
+
+def _refuse_seed(value: Any) -> None:
+    if value is not None:
+        raise ValueError(SEED_REFUSED)
+
+
+Seed = Annotated[
+    Any,
+    Field(default=None, description="Refused (422): private releases seed from the OS CSPRNG."),
+]
+
+
+class SamplerParams(Request):
+    """Optional overrides; every field the client leaves out comes from public parameters."""
+
+    particles: Annotated[int, Field(ge=2, le=200_000)] | None = None
+    step_size: Annotated[float, Field(ge=1e-4, le=1.0)] | None = None
+    seed: Seed
+
+    @field_validator("seed")
+    @classmethod
+    def _no_seed(cls, value: Any) -> None:
+        _refuse_seed(value)
+
+
+class SampleRequest(Request):
+    utility: Utility
+    epsilon: Epsilon
+    delta: Probability = 0.0
+    n_samples: Annotated[int, Field(ge=1, le=10_000)] = 1
+    method: Literal["shk", "exact"] = "shk"
+    sampler: SamplerParams | None = None
+    run_async: bool = Field(
+        default=False,
+        alias="async",
+        description="Return 202 with a job id instead of waiting for the samples.",
+    )
+    seed: Seed
+
+    @field_validator("seed")
+    @classmethod
+    def _no_seed(cls, value: Any) -> None:
+        _refuse_seed(value)
+
+
+class ReleaseOut(BaseModel):
+    release_id: str
+    dataset_id: str
+    samples: list[list[float | str]]
+    certificate: dict[str, Any]
+    charged: Spend
+    budget: Annotated[dict[str, Spend], Field(description="spent and remaining after the charge")]
+    sampler: dict[str, Any] | None
+    created_at: datetime
+
+
+class LedgerEntryOut(BaseModel):
+    release_id: str
+    key_id: str
+    created_at: datetime
+    utility: dict[str, Any]
+    method: str
+    charged: Spend
+    certificate: dict[str, Any]
+    status: Literal["running", "succeeded", "failed", "cancelled", "aborted"]
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    release_id: str | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
