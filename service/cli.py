@@ -1,7 +1,10 @@
-"""The ``privflow`` command line: ``serve`` (run the HTTP service), ``warm`` (compile kernels).
+"""The ``privflow`` command line: ``serve`` (run the HTTP service), ``migrate`` (bring the
+store's schema up to date), ``warm`` (compile kernels).
 
-``privflow warm`` compiles every Numba signature the service uses into the on-disk cache (the
-Docker build runs it so the cache ships in the image).
+``privflow serve`` migrates the store before it starts its workers (each worker checks again;
+migrations are idempotent and serialised by an advisory lock on PostgreSQL). ``privflow warm``
+compiles every Numba signature the service uses into the on-disk cache (the Docker build runs
+it so the cache ships in the image). Logs are JSON lines on stderr.
 
 Heavy modules (uvicorn, pydantic, Numba) are imported inside the subcommands, so
 ``privflow --help`` answers at once.
@@ -10,7 +13,8 @@ Heavy modules (uvicorn, pydantic, Numba) are imported inside the subcommands, so
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+
+from service.logs import logging_config
 
 __all__ = ["main"]
 
@@ -41,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (PRIVFLOW_WORKERS, default 1)")
     serve.set_defaults(handler=_serve)
 
+    migrate = commands.add_parser(
+        "migrate", help="apply the store's migrations (PRIVFLOW_DATABASE_URL)"
+    )
+    migrate.set_defaults(handler=_migrate)
+
     warm = commands.add_parser(
         "warm", help="compile the served kernel signatures into the Numba cache"
     )
@@ -64,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"privflow serve: invalid settings\n{exc}", file=sys.stderr)
         return 2
+    _apply_migrations(settings.database_url)
     uvicorn.run(
         _APP_FACTORY,
         factory=True,
@@ -71,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        log_config=_log_config(settings.log_level),
+        log_config=logging_config(settings.log_level),
     )
     return 0
 
@@ -84,19 +94,23 @@ def _warm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config plus the ``service`` logger on its stderr handler."""
-    import copy
+def _migrate(args: argparse.Namespace) -> int:
+    from service.settings import Settings
 
-    from uvicorn.config import LOGGING_CONFIG
+    url = Settings().database_url
+    _apply_migrations(url)
+    print("store migrated to the newest schema")
+    return 0
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["service"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
+
+def _apply_migrations(url: str) -> None:
+    from service.store.db import Store
+
+    store = Store(url)
+    try:
+        store.migrate()
+    finally:
+        store.dispose()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 import uvicorn
 
 import dp_core.engine
@@ -45,8 +46,9 @@ def test_warm_prints_what_it_compiled(
     assert capsys.readouterr().out == "compiled 7 kernel signatures in 12.3 s\n"
 
 
-def test_serve_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_flags_override_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setenv("PRIVFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
     monkeypatch.setenv("PRIVFLOW_HOST", "0.0.0.0")
     monkeypatch.setenv("PRIVFLOW_PORT", "9000")
@@ -78,7 +80,10 @@ def _free_port() -> int:
 
 def test_serve_answers_healthz_end_to_end(tmp_path: Path) -> None:
     port = _free_port()
-    env = os.environ | {"PRIVFLOW_WARM_ON_STARTUP": "false"}
+    env = os.environ | {
+        "PRIVFLOW_WARM_ON_STARTUP": "false",
+        "PRIVFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+    }
     command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port)]
     log_path = tmp_path / "serve.log"
@@ -102,6 +107,16 @@ def test_serve_answers_healthz_end_to_end(tmp_path: Path) -> None:
     log_text = log_path.read_text()
     assert server.returncode in (0, -signal.SIGTERM), log_text
     assert "Application shutdown complete." in log_text
+    assert (tmp_path / "serve.db").exists()  # migrated before the workers started
+
+
+def test_migrate_creates_the_schema(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("PRIVFLOW_DATABASE_URL", url)
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0  # idempotent
+    tables = set(sqlalchemy.inspect(sqlalchemy.create_engine(url)).get_table_names())
+    assert {"keys", "datasets", "grants", "ledger", "releases", "jobs", "idempotency"} <= tables
 
 
 def _poll_healthz(base_url: str, server: subprocess.Popen[bytes]) -> int | None:
