@@ -1,5 +1,6 @@
 """The ``privflow`` command line: ``serve`` (run the HTTP service), ``migrate`` (bring the
-store's schema up to date), ``warm`` (compile kernels).
+store's schema up to date), ``create-key`` (mint an API key, e.g. the first admin's), ``warm``
+(compile kernels).
 
 ``privflow serve`` migrates the store before it starts its workers (each worker checks again;
 migrations are idempotent and serialised by an advisory lock on PostgreSQL). ``privflow warm``
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="apply the store's migrations (PRIVFLOW_DATABASE_URL)"
     )
     migrate.set_defaults(handler=_migrate)
+
+    keys = commands.add_parser(
+        "create-key",
+        help="create an API key in the store and print it once (JSON on stdout, never logged)",
+    )
+    keys.add_argument("--name", required=True, help="a label for the key")
+    keys.add_argument("--role", choices=("admin", "analyst"), default="admin")
+    keys.set_defaults(handler=_create_key)
 
     warm = commands.add_parser(
         "warm", help="compile the served kernel signatures into the Numba cache"
@@ -100,6 +109,24 @@ def _migrate(args: argparse.Namespace) -> int:
     url = Settings().database_url
     _apply_migrations(url)
     print("store migrated to the newest schema")
+    return 0
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    import json
+
+    from service.settings import Settings
+    from service.store.db import Store
+    from service.store.keys import create_key
+
+    store = Store(Settings().database_url)
+    try:
+        store.migrate()
+        with store.transaction() as conn:
+            key, secret = create_key(conn, args.name, args.role)
+    finally:
+        store.dispose()
+    print(json.dumps({"id": key.id, "name": key.name, "role": key.role, "key": secret}))
     return 0
 
 

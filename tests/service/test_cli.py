@@ -128,3 +128,23 @@ def _poll_healthz(base_url: str, server: subprocess.Popen[bytes]) -> int | None:
         except httpx.TransportError:
             time.sleep(0.1)
     return None
+
+
+def test_create_key_prints_a_working_key_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from service.store.db import Store
+    from service.store.keys import find_active_key
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    monkeypatch.setenv("PRIVFLOW_DATABASE_URL", url)
+    assert main(["create-key", "--name", "owner", "--role", "admin"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["role"] == "admin" and printed["name"] == "owner"
+    store = Store(url)
+    with store.transaction() as conn:
+        found = find_active_key(conn, printed["key"])
+    store.dispose()
+    assert found is not None and found.id == printed["id"]
