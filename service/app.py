@@ -30,7 +30,7 @@ from service.schemas.problem import Problem
 from service.settings import Settings
 from service.store.db import Store
 from service.store.keys import ensure_bootstrap_admin
-from service.store.leases import sweep_orphans
+from service.store.leases import heartbeat_own, sweep_orphans
 from service.store.ledger import list_budgets
 
 __all__ = ["create_app"]
@@ -122,10 +122,12 @@ def _open_store(ctx: ServiceContext) -> None:
 
 
 def _sweep_forever(ctx: ServiceContext, stop: threading.Event) -> None:
-    period = min(max(ctx.settings.lease_seconds / 4.0, 1.0), 30.0)
+    """Renew this process's leases and mark other processes' orphans, every lease / 4."""
+    period = min(max(ctx.settings.lease_seconds / 4.0, 0.25), 30.0)
     while not stop.wait(period):
         try:
             with ctx.store.transaction() as conn:
+                heartbeat_own(conn)
                 sweep_orphans(conn, ctx.settings.lease_seconds)
         except Exception as exc:
             logger.warning("lease sweep failed", extra={"error_type": type(exc).__name__})

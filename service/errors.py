@@ -152,20 +152,29 @@ def _status_code_for(exc: StarletteHTTPException) -> tuple[int, str]:
     )
 
 
+def _count_refusal(request: Request, code: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.refusals.labels(code).inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error of ``app`` with problem+json."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _count_refusal(request, exc.code)
         return problem_response(exc.status, exc.code, exc.detail, exc.errors, exc.headers)
 
     @app.exception_handler(InvalidParameter)
-    async def _invalid_parameter(_: Request, exc: InvalidParameter) -> JSONResponse:
+    async def _invalid_parameter(request: Request, exc: InvalidParameter) -> JSONResponse:
         error = ApiError.invalid(exc.field, exc.message)
+        _count_refusal(request, error.code)
         return problem_response(error.status, error.code, error.detail, error.errors)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count_refusal(request, "invalid_request")
         errors = [
             {
                 "field": _field_name(err.get("loc", ())),
@@ -177,8 +186,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(422, "invalid_request", f"Invalid fields: {fields}", errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status, code = _status_code_for(exc)
+        _count_refusal(request, code)
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(code, code)
         return problem_response(status, code, detail, headers=getattr(exc, "headers", None))
 

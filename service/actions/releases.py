@@ -41,7 +41,6 @@ from service.store.ledger import (
     budget_view,
     finish_entry,
     get_release,
-    heartbeat_entries,
     reserve,
 )
 
@@ -49,7 +48,7 @@ __all__ = ["Outcome", "StartedRelease", "get_release_body", "start_release", "wa
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5.0
+PROGRESS_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.5
 _INTERNAL = problem_body(
     500, "internal", "The release failed inside the service; its charge stands."
@@ -109,7 +108,6 @@ def start_release(
 
     slot = ctx.pool.try_acquire()
     if slot is None:
-        ctx.metrics.refusals.labels("overloaded").inc()
         raise ApiError(
             429,
             "overloaded",
@@ -126,7 +124,7 @@ def start_release(
                     slot.release()
                     return _replay(seen, request_digest)
             try:
-                entry, charged = reserve(
+                entry, charged = reserve(  # LookupError: the grant was removed meanwhile
                     conn,
                     dataset_id=dataset_id,
                     key_id=key.id,
@@ -137,6 +135,8 @@ def start_release(
                     certificate=certificate,
                     runner=RUNNER,
                 )
+            except LookupError:
+                raise ApiError(403, "forbidden", "This key has no grant on the dataset.") from None
             except BudgetRefused as refused:
                 outcome = _budget_refusal(refused.scope)
                 if idem_key is not None:
@@ -317,13 +317,11 @@ class _ReleaseRun:
 
     def _progress(self, step: int, total: int) -> None:
         now = time.monotonic()
-        if now - self._last_beat < HEARTBEAT_SECONDS:
-            return
+        if self.job_id is None or now - self._last_beat < PROGRESS_SECONDS:
+            return  # leases are renewed for the whole process by the app's sweeper thread
         self._last_beat = now
         with self.ctx.store.transaction() as conn:
-            heartbeat_entries(conn, [self.entry.release_id])
-            if self.job_id is not None:
-                jobs.set_progress(conn, self.job_id, step / total if total else 0.0)
+            jobs.set_progress(conn, self.job_id, step / total if total else 0.0)
 
     def _cancel(self) -> bool:
         now = time.monotonic()

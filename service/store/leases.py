@@ -17,7 +17,7 @@ from sqlalchemy import Connection, or_, select, update
 from service.store.common import now
 from service.store.tables import jobs, ledger
 
-__all__ = ["RUNNER", "runner_is_dead", "sweep_orphans"]
+__all__ = ["RUNNER", "heartbeat_own", "runner_is_dead", "sweep_orphans"]
 
 RUNNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 """This process's runner id (a new nonce per process, so a reused pid is not mistaken)."""
@@ -41,6 +41,25 @@ def runner_is_dead(runner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def heartbeat_own(conn: Connection) -> None:
+    """Renew the lease of every entry and job this process holds (running or queued).
+
+    A live process keeps its work alive, queued or not; only a process that stopped renewing
+    (it died, or lost the database for a whole lease) has its work swept.
+    """
+    stamp = now()
+    conn.execute(
+        update(ledger)
+        .where(ledger.c.runner == RUNNER, ledger.c.status == "running")
+        .values(heartbeat_at=stamp)
+    )
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.runner == RUNNER, jobs.c.status.in_(("queued", "running")))
+        .values(heartbeat_at=stamp)
+    )
 
 
 def sweep_orphans(conn: Connection, lease_seconds: float) -> int:

@@ -43,7 +43,6 @@ __all__ = [
     "budget_view",
     "finish_entry",
     "get_release",
-    "heartbeat_entries",
     "list_budgets",
     "list_entries",
     "reserve",
@@ -218,15 +217,6 @@ def finish_entry(
     )
     if body is not None:
         conn.execute(releases.insert().values(id=release_id, body=body))
-
-
-def heartbeat_entries(conn: Connection, release_ids: list[str]) -> None:
-    if release_ids:
-        conn.execute(
-            update(ledger)
-            .where(ledger.c.release_id.in_(release_ids), ledger.c.status == "running")
-            .values(heartbeat_at=now())
-        )
 
 
 def list_entries(
