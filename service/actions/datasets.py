@@ -1,4 +1,4 @@
-"""Dataset actions: validate and encode records, create, read, list, grant."""
+"""Dataset actions: validate and encode records, create, read, list, grant, list grants."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ from service.store import datasets as store
 from service.store.keys import KeyRecord, get_key
 from service.store.ledger import budget_view
 
-__all__ = ["create_dataset", "dataset_out", "get_dataset", "grant", "grant_out", "list_datasets"]
+__all__ = [
+    "create_dataset",
+    "dataset_out",
+    "get_dataset",
+    "grant",
+    "grant_out",
+    "list_datasets",
+    "list_grants",
+]
 
 MAX_REPORTED_ERRORS = 20
 
@@ -136,3 +144,16 @@ def grant(ctx: ServiceContext, dataset_id: str, body: GrantCreate) -> dict[str, 
         return grant_out(
             store.upsert_grant(conn, dataset_id, body.key_id, body.epsilon_cap, body.delta_cap)
         )
+
+
+def list_grants(
+    ctx: ServiceContext, key: KeyRecord, dataset_id: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """The dataset's grants with caps and spend: admins all, an analyst only its own."""
+    check_page(limit, cursor)
+    with ctx.store.transaction() as conn:
+        visible_dataset(conn, key, dataset_id)
+        rows, next_cursor = store.list_grants(
+            conn, dataset_id, None if key.role == "admin" else key.id, limit, cursor
+        )
+    return {"items": [grant_out(g) for g in rows], "next_cursor": next_cursor}

@@ -1,4 +1,5 @@
-"""``/v1/datasets``: register datasets (admin), read metadata and budgets, grant analysts."""
+"""``/v1/datasets``: register datasets (admin), read metadata and budgets, grant analysts and
+list grants (admins: all; analysts: their own)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,15 @@ async def get_dataset(dataset_id: str, ctx: Ctx, key: ApiKey) -> dict:
 )
 async def grant(dataset_id: str, body: GrantCreate, ctx: Ctx, _: AdminKey) -> dict:
     return await run_in_threadpool(actions.grant, ctx, dataset_id, body)
+
+
+@router.get(
+    "/{dataset_id}/grants",
+    response_model=Page[GrantOut],
+    responses=problems(404),
+    summary="Grants with caps and spend (analysts see their own)",
+)
+async def list_grants(
+    dataset_id: str, ctx: Ctx, key: ApiKey, limit: Limit = 100, cursor: Cursor = None
+) -> dict:
+    return await run_in_threadpool(actions.list_grants, ctx, key, dataset_id, limit, cursor)

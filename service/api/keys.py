@@ -1,4 +1,4 @@
-"""``/v1/keys``: create, list and revoke API keys (admin only)."""
+"""``/v1/keys``: create, list and revoke API keys (admin only); ``/v1/keys/me`` for any key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.actions import keys as actions
 from service.api._common import Cursor, Limit, problems
-from service.deps import AdminKey, Ctx
+from service.deps import AdminKey, ApiKey, Ctx
 from service.schemas.common import Page
 from service.schemas.keys import KeyCreate, KeyCreated, KeyOut
 
@@ -24,6 +24,15 @@ async def create_key(body: KeyCreate, ctx: Ctx, _: AdminKey) -> dict:
 @router.get("", response_model=Page[KeyOut], summary="List keys (never their secrets)")
 async def list_keys(ctx: Ctx, _: AdminKey, limit: Limit = 100, cursor: Cursor = None) -> dict:
     return await run_in_threadpool(actions.list_keys, ctx, limit, cursor)
+
+
+@router.get(
+    "/me",
+    response_model=KeyOut,
+    summary="The calling key (id, name, role): how a client learns what it may see",
+)
+async def who_am_i(key: ApiKey) -> dict:
+    return actions.key_out(key)
 
 
 @router.delete(

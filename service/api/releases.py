@@ -1,10 +1,12 @@
-"""Private releases: ``POST /v1/datasets/{id}/samples``, the ledger and stored releases."""
+"""Private releases: ``POST /v1/datasets/{id}/samples``, the ledger, its composition and stored
+releases."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -15,7 +17,13 @@ from service.api._common import Cursor, Limit, problems
 from service.deps import ApiKey, Ctx, IdempotencyKey
 from service.errors import PROBLEM_MEDIA_TYPE
 from service.schemas.common import Page
-from service.schemas.releases import JobAccepted, LedgerEntryOut, ReleaseOut, SampleRequest
+from service.schemas.releases import (
+    CompositionOut,
+    JobAccepted,
+    LedgerEntryOut,
+    ReleaseOut,
+    SampleRequest,
+)
 from service.store.idempotency import request_hash
 
 __all__ = ["router"]
@@ -76,6 +84,26 @@ async def list_ledger(
     dataset_id: str, ctx: Ctx, key: ApiKey, limit: Limit = 100, cursor: Cursor = None
 ) -> dict:
     return await run_in_threadpool(ledger_actions.list_ledger, ctx, key, dataset_id, limit, cursor)
+
+
+Deltas = Annotated[
+    list[Annotated[str, Query(max_length=2000)]] | None,
+    Query(
+        description=(
+            "Target deltas in (0, 1), repeated or comma-separated (at most 64); "
+            "default 1e-12 to 1e-1 by half decades, plus the budget's delta."
+        ),
+    ),
+]
+
+
+@router.get(
+    "/v1/datasets/{dataset_id}/composition",
+    response_model=CompositionOut,
+    summary="The ledger's (epsilon, delta) curve: pure and zCDP composition of its charges",
+)
+async def composition(dataset_id: str, ctx: Ctx, key: ApiKey, deltas: Deltas = None) -> dict:
+    return await run_in_threadpool(ledger_actions.composition, ctx, key, dataset_id, deltas)
 
 
 @router.get(

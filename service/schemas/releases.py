@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from service.schemas.common import Epsilon, Probability, Request, Spend
 
 __all__ = [
+    "CompositionOut",
     "JobAccepted",
     "JobOut",
     "LedgerEntryOut",
@@ -140,6 +141,42 @@ class LedgerEntryOut(BaseModel):
     charged: Spend
     certificate: dict[str, Any]
     status: Literal["running", "succeeded", "failed", "cancelled", "aborted"]
+
+
+Point = tuple[float, float | None]
+"""``[delta, epsilon]``; epsilon is null where the accountant gives no bound at that delta."""
+
+
+class ChargedSums(BaseModel):
+    pure_epsilon: float
+    zcdp_rho: float
+    delta: float
+
+
+class CertifiedSums(BaseModel):
+    pure_epsilon: float
+    zcdp_rho: float
+
+
+class CompositionOut(BaseModel):
+    """A dataset's (epsilon, delta) curve from its ledger, by two accountants, and its budget."""
+
+    dataset_id: str
+    accountant: str
+    budget: Annotated[Spend, Field(description="the dataset's totals (epsilon_B, delta_B)")]
+    charged: Annotated[
+        ChargedSums, Field(description="sums of the ledger's charges over every entry")
+    ]
+    certified: Annotated[
+        CertifiedSums,
+        Field(description="sums of the entries' certificates (pure_dp.epsilon, zcdp.rho)"),
+    ]
+    pure: Annotated[
+        list[Point], Field(description="basic composition (23) of the charges at each delta")
+    ]
+    zcdp: Annotated[
+        list[Point], Field(description="zCDP composition of the charges, converted by (21)")
+    ]
 
 
 class JobAccepted(BaseModel):

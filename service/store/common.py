@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, select
 
-__all__ = ["Page", "decode_cursor", "new_id", "now", "page"]
+__all__ = ["Page", "decode_cursor", "encode_cursor", "new_id", "now", "page"]
 
 MAX_PAGE = 1000
 

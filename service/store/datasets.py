@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, select, update
 
-from service.store.common import new_id, now, page
-from service.store.tables import datasets, grants
+from service.store.common import decode_cursor, encode_cursor, new_id, now, page
+from service.store.tables import datasets, grants, keys
 
 __all__ = [
     "DatasetRecord",
@@ -25,6 +25,7 @@ __all__ = [
     "get_dataset",
     "get_grant",
     "list_datasets",
+    "list_grants",
     "load_records",
     "public_columns",
     "upsert_grant",
@@ -151,6 +152,26 @@ def get_grant(
         query = query.with_for_update()
     row = conn.execute(query).first()
     return None if row is None else _grant(row)
+
+
+def list_grants(
+    conn: Connection, dataset_id: str, key_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[GrantRecord], str | None]:
+    """A dataset's grants in the grantee keys' creation order; with ``key_id`` only that key's.
+
+    The cursor is the grantee key's ``seq`` (grants have no sequence of their own).
+    """
+    query = (
+        select(grants, keys.c.seq)
+        .join(keys, keys.c.id == grants.c.key_id)
+        .where(grants.c.dataset_id == dataset_id, keys.c.seq > decode_cursor(cursor))
+    )
+    if key_id is not None:
+        query = query.where(grants.c.key_id == key_id)
+    rows = conn.execute(query.order_by(keys.c.seq).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_grant(r) for r in rows], encode_cursor(rows[-1].seq) if more and rows else None
 
 
 def upsert_grant(

@@ -39,11 +39,13 @@ from service.store.tables import datasets, grants, ledger, releases
 __all__ = [
     "ACCOUNTANTS",
     "BudgetRefused",
+    "EntryCharge",
     "LedgerEntry",
     "budget_view",
     "finish_entry",
     "get_release",
     "list_budgets",
+    "list_charges",
     "list_entries",
     "reserve",
 ]
@@ -75,6 +77,21 @@ class LedgerEntry:
     certificate: dict[str, Any]
     status: str
     finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EntryCharge:
+    """What one entry charged the dataset (pure ε, zCDP ρ, δ) and what its certificate states.
+
+    ``certified_*`` are the whole release's ``pure_dp.epsilon`` and ``zcdp.rho`` from the stored
+    certificate; the charge is never below them (the mechanism charges a conservative plan).
+    """
+
+    pure_epsilon: float
+    zcdp_rho: float
+    delta: float
+    certified_epsilon: float
+    certified_rho: float
 
 
 def _entry(row: Any) -> LedgerEntry:
@@ -228,6 +245,30 @@ def list_entries(
         where.append(ledger.c.key_id == key_id)
     result = page(conn, ledger, where, limit, cursor)
     return [_entry(r) for r in result.rows], result.next_cursor
+
+
+def list_charges(conn: Connection, dataset_id: str) -> list[EntryCharge]:
+    """Every entry's charge in charge order, whatever its status (a charge is never returned)."""
+    rows = conn.execute(
+        select(
+            ledger.c.charged_pure_epsilon,
+            ledger.c.charged_zcdp_rho,
+            ledger.c.charged_delta,
+            ledger.c.certificate,
+        )
+        .where(ledger.c.dataset_id == dataset_id)
+        .order_by(ledger.c.seq)
+    ).all()
+    return [
+        EntryCharge(
+            row.charged_pure_epsilon,
+            row.charged_zcdp_rho,
+            row.charged_delta,
+            float(row.certificate["pure_dp"]["epsilon"]),
+            float(row.certificate["zcdp"]["rho"]),
+        )
+        for row in rows
+    ]
 
 
 def get_release(
