@@ -1,0 +1,129 @@
+"""privflow-client: the Python SDK for the privflow differential-privacy sampling service.
+
+It speaks only the REST contract (API.md)::
+
+    from privflow_client import Client
+
+    with Client("http://127.0.0.1:8000", api_key="pf_...") as client:
+        release = client.releases.create(
+            dataset_id, {"family": "quantile", "column": "age", "q": 0.5}, epsilon=0.5
+        )
+        release.samples_array  # (n_samples, width) NumPy array
+        client.datasets.budget(dataset_id).remaining.epsilon
+
+``AsyncClient`` is the asyncio twin. Errors are the ``PrivflowError`` tree of
+``privflow_client._errors``; models are in ``privflow_client._models``; the pure wire logic
+(requests, parsing, retries) is ``privflow_client._wire``.
+"""
+
+from privflow_client._async_client import AsyncClient, AsyncJob, AsyncPaginator
+from privflow_client._client import Client, Job, Paginator
+from privflow_client._csv import read_csv, read_schema
+from privflow_client._errors import (
+    BudgetExceeded,
+    ConnectionFailed,
+    Forbidden,
+    IdempotencyConflict,
+    InternalError,
+    InvalidRequest,
+    JobTimeout,
+    NotFound,
+    Overloaded,
+    PrivflowError,
+    TooLarge,
+    Unauthenticated,
+)
+from privflow_client._models import (
+    ApproxDP,
+    Budget,
+    CategoryColumn,
+    Certificate,
+    CertificateValues,
+    Dataset,
+    DatasetCreate,
+    FloatColumn,
+    Grant,
+    GrantCreate,
+    JobAccepted,
+    JobInfo,
+    Key,
+    KeyCreate,
+    KeyCreated,
+    KMeansUtility,
+    LedgerEntry,
+    LinearRegressionUtility,
+    LogisticRegressionUtility,
+    MeanUtility,
+    ModeUtility,
+    Page,
+    Problem,
+    PureDP,
+    QuantileUtility,
+    Release,
+    ReleaseBudget,
+    RenyiPoint,
+    SampleRequest,
+    SamplerInfo,
+    SamplerParams,
+    Spend,
+)
+from privflow_client._wire import RetryPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApproxDP",
+    "AsyncClient",
+    "AsyncJob",
+    "AsyncPaginator",
+    "Budget",
+    "BudgetExceeded",
+    "CategoryColumn",
+    "Certificate",
+    "CertificateValues",
+    "Client",
+    "ConnectionFailed",
+    "Dataset",
+    "DatasetCreate",
+    "FloatColumn",
+    "Forbidden",
+    "Grant",
+    "GrantCreate",
+    "IdempotencyConflict",
+    "InternalError",
+    "InvalidRequest",
+    "Job",
+    "JobAccepted",
+    "JobInfo",
+    "JobTimeout",
+    "KMeansUtility",
+    "Key",
+    "KeyCreate",
+    "KeyCreated",
+    "LedgerEntry",
+    "LinearRegressionUtility",
+    "LogisticRegressionUtility",
+    "MeanUtility",
+    "ModeUtility",
+    "NotFound",
+    "Overloaded",
+    "Page",
+    "Paginator",
+    "PrivflowError",
+    "Problem",
+    "PureDP",
+    "QuantileUtility",
+    "Release",
+    "ReleaseBudget",
+    "RenyiPoint",
+    "RetryPolicy",
+    "SampleRequest",
+    "SamplerInfo",
+    "SamplerParams",
+    "Spend",
+    "TooLarge",
+    "Unauthenticated",
+    "__version__",
+    "read_csv",
+    "read_schema",
+]

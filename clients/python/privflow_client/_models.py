@@ -1,0 +1,402 @@
+"""Typed request and response models of the REST contract (API.md: keys, datasets, grants,
+releases, ledger, jobs).
+
+Request models refuse unknown fields, so a typo fails before anything is sent; numeric ranges
+are left to the service, whose 422 ``invalid_request`` names the field. Response models keep
+fields a newer service adds (``extra="allow"``), so an older SDK still reads its answers.
+Columns are shared by requests and responses and therefore keep extras too (the service
+refuses unknown column fields with 422).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ApproxDP",
+    "Budget",
+    "BudgetSpec",
+    "CategoryColumn",
+    "Certificate",
+    "CertificateValues",
+    "Column",
+    "Dataset",
+    "DatasetCreate",
+    "FieldProblem",
+    "FloatColumn",
+    "Grant",
+    "GrantCreate",
+    "JobAccepted",
+    "JobInfo",
+    "JobStatus",
+    "KMeansUtility",
+    "Key",
+    "KeyCreate",
+    "KeyCreated",
+    "LedgerEntry",
+    "LinearRegressionUtility",
+    "LogisticRegressionUtility",
+    "MeanUtility",
+    "ModeUtility",
+    "Page",
+    "Problem",
+    "PureDP",
+    "QuantileUtility",
+    "Release",
+    "ReleaseBudget",
+    "RenyiPoint",
+    "Role",
+    "SampleRequest",
+    "SamplerInfo",
+    "SamplerParams",
+    "Spend",
+    "Utility",
+]
+
+T = TypeVar("T")
+Role = Literal["analyst", "admin"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_JOB_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+class KeyCreate(_Request):
+    """``POST /v1/keys``."""
+
+    name: str
+    role: Role = "analyst"
+
+
+class Key(_Response):
+    """A key as listed: never its secret."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(_Response):
+    """A new key; ``key`` is the secret, shown only in this answer (kept out of ``repr``)."""
+
+    id: str
+    name: str
+    role: Role
+    key: str = Field(repr=False)
+
+
+# --- datasets and grants --------------------------------------------------------------------
+
+
+class FloatColumn(BaseModel):
+    """A numeric column with public bounds; records are clipped to ``[lower, upper]``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    type: Literal["float"] = "float"
+    lower: float
+    upper: float
+
+
+class CategoryColumn(BaseModel):
+    """A categorical column with its public list of categories."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    type: Literal["category"] = "category"
+    categories: list[str]
+
+
+Column = Annotated[FloatColumn | CategoryColumn, Field(discriminator="type")]
+
+
+class BudgetSpec(_Request):
+    """A dataset's total budget, as registered."""
+
+    epsilon: float
+    delta: float = 0.0
+
+
+class DatasetCreate(_Request):
+    """``POST /v1/datasets``: public schema and budget, private records (never returned)."""
+
+    name: str
+    columns: list[Column]
+    records: list[list[float | str]]
+    budget: BudgetSpec
+    neighbouring: Literal["add_remove", "replace_one"] | None = None
+    size_bound: int | None = None
+    accountant: Literal["pure", "union"] | None = None
+
+
+class Spend(_Response):
+    epsilon: float
+    delta: float
+
+
+class Budget(_Response):
+    """A dataset's totals, what its ledger has spent and what remains."""
+
+    epsilon: float
+    delta: float
+    spent: Spend
+    remaining: Spend
+
+
+class Dataset(_Response):
+    """Dataset metadata (records are never returned by any endpoint)."""
+
+    id: str
+    name: str
+    n_records: int
+    columns: list[Column]
+    budget: Budget
+    neighbouring: str
+    size_bound: int | None = None
+    accountant: str | None = None
+    created_at: datetime | None = None
+
+
+class GrantCreate(_Request):
+    """``POST /v1/datasets/{id}/grants``; posting again replaces the caps."""
+
+    key_id: str
+    epsilon_cap: float | None = None
+    delta_cap: float | None = None
+
+
+class Grant(_Response):
+    dataset_id: str
+    key_id: str
+    epsilon_cap: float | None = None
+    delta_cap: float | None = None
+    spent: Spend | None = None
+    created_at: datetime | None = None
+
+
+# --- releases -------------------------------------------------------------------------------
+
+
+class QuantileUtility(_Request):
+    family: Literal["quantile"] = "quantile"
+    column: str
+    q: float
+
+
+class MeanUtility(_Request):
+    family: Literal["mean"] = "mean"
+    columns: list[str]
+    clip: float
+
+
+class LinearRegressionUtility(_Request):
+    family: Literal["linear_regression"] = "linear_regression"
+    features: list[str]
+    target: str
+    radius: float
+
+
+class LogisticRegressionUtility(_Request):
+    family: Literal["logistic_regression"] = "logistic_regression"
+    features: list[str]
+    label: str
+    radius: float
+
+
+class KMeansUtility(_Request):
+    family: Literal["kmeans"] = "kmeans"
+    columns: list[str]
+    k: int
+    clip: float
+
+
+class ModeUtility(_Request):
+    """The most frequent category (``method="exact"`` only); samples are category labels."""
+
+    family: Literal["mode"] = "mode"
+    column: str
+
+
+Utility = Annotated[
+    QuantileUtility
+    | MeanUtility
+    | LinearRegressionUtility
+    | LogisticRegressionUtility
+    | KMeansUtility
+    | ModeUtility,
+    Field(discriminator="family"),
+]
+
+
+class SamplerParams(_Request):
+    """Optional SHK overrides; the service fills the rest from public parameters (no seed)."""
+
+    particles: int | None = None
+    step_size: float | None = None
+
+
+class SampleRequest(_Request):
+    """``POST /v1/datasets/{id}/samples``; ``None`` fields take the service's defaults."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    utility: Utility
+    epsilon: float
+    delta: float | None = None
+    n_samples: int | None = None
+    method: Literal["shk", "exact"] | None = None
+    sampler: SamplerParams | None = None
+    run_async: bool | None = Field(default=None, alias="async")
+
+
+class PureDP(_Response):
+    epsilon: float
+
+
+class ApproxDP(_Response):
+    epsilon: float
+    delta: float
+
+
+class RenyiPoint(_Response):
+    alpha: float
+    epsilon: float
+
+
+class CertificateValues(_Response):
+    """Privacy values of a release (or, under ``per_sample``, of one of its samples)."""
+
+    pure_dp: PureDP | None = None
+    approx_dp: ApproxDP | None = None
+    renyi: list[RenyiPoint] = Field(default_factory=list)
+
+
+class Certificate(CertificateValues):
+    """What the release is certified for: ``scope`` (``mean_field`` or ``exact``), the
+    ``bound`` used and its ``assumptions``; public parameters only."""
+
+    scope: str
+    bound: str
+    per_sample: CertificateValues | None = None
+    flow_time: float | None = None
+    n_samples: int | None = None
+    inverse_temperature: float | None = None
+    initialization: str | None = None
+    neighbouring: str | None = None
+    assumptions: list[str] = Field(default_factory=list)
+
+
+class SamplerInfo(_Response):
+    particles: int | None = None
+    steps: int | None = None
+    step_size: float | None = None
+
+
+class ReleaseBudget(_Response):
+    spent: Spend
+    remaining: Spend
+
+
+class Release(_Response):
+    """A private release: samples, certificate, the charge and the budget after it."""
+
+    release_id: str
+    dataset_id: str
+    samples: list[list[float | str]]
+    certificate: Certificate
+    charged: Spend
+    budget: ReleaseBudget | None = None
+    sampler: SamplerInfo | None = None
+    created_at: datetime | None = None
+
+    @property
+    def samples_array(self) -> np.ndarray:
+        """Samples as an ``(n_samples, width)`` array: float64, or object dtype holding the
+        category labels of a ``mode`` release."""
+        rows = self.samples
+        width = len(rows[0]) if rows else 0
+        if any(isinstance(value, str) for row in rows for value in row):
+            out = np.empty((len(rows), width), dtype=object)
+            for i, row in enumerate(rows):
+                out[i, :] = row
+            return out
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+
+
+class LedgerEntry(_Response):
+    """One charge on a dataset's ledger (analysts see their own)."""
+
+    release_id: str
+    key_id: str
+    created_at: datetime | None = None
+    utility: dict[str, Any]
+    method: str | None = None
+    charged: Spend
+    certificate: Certificate
+    status: str
+
+
+class JobAccepted(_Response):
+    """The 202 answer to ``"async": true``."""
+
+    job_id: str
+    release_id: str | None = None
+
+
+class FieldProblem(_Response):
+    field: str
+    message: str
+
+
+class Problem(_Response):
+    """An RFC 9457 problem body (also a failed job's ``error``)."""
+
+    type: str | None = None
+    title: str | None = None
+    status: int
+    detail: str | None = None
+    code: str
+    errors: list[FieldProblem] | None = None
+
+
+class JobInfo(_Response):
+    """A job's state: ``progress`` in [0, 1], then ``result`` or ``error``.
+
+    ``release_id`` is filled by the SDK from the 202 answer (or the result) for release jobs.
+    """
+
+    id: str
+    kind: str | None = None
+    status: JobStatus
+    progress: float = 0.0
+    result: dict[str, Any] | None = None
+    error: Problem | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    release_id: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached ``succeeded``, ``failed`` or ``cancelled``."""
+        return self.status in TERMINAL_JOB_STATUSES
+
+
+class Page(_Response, Generic[T]):
+    """One page of a list; ``next_cursor`` is ``None`` on the last."""
+
+    items: list[T]
+    next_cursor: str | None = None
