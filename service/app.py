@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from service.api import ROUTERS
 from service.api.health import KernelState, Readiness
 from service.context import ServiceContext
+from service.dashboard import router as dashboard_router
 from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from service.jobs import JobPool
 from service.limits import BodySizeLimit
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ServiceContext(settings=settings, store=store, pool=pool, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(dashboard_router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
