@@ -7,6 +7,8 @@ Column types and bounds are public and must be declared — by ``--float NAME:LO
 off the data would leak it. The CSV's header names the columns; columns not declared are left
 out (and named on stderr).
 
+``--field id`` (any subcommand) prints one field of the result instead, for shell scripts.
+
 Exit status: 0 done, 1 the service refused (the problem's ``code`` is printed), 2 bad usage or
 an unreadable CSV/schema file.
 """
@@ -33,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(args.url, args.api_key) as client:
             result = args.handler(client, args)
+        text = _output(result, args.field)
     except UsageError as exc:
         print(f"privflow-client: {exc}", file=sys.stderr)
         return 2
@@ -42,8 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             problem["errors"] = exc.errors
         print(json.dumps(problem, indent=2), file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2))
+    print(text)
     return 0
+
+
+def _output(result: Any, field: str | None) -> str:
+    """The result as JSON, or only ``field`` (a dotted path; a string is printed bare)."""
+    if field is None:
+        return json.dumps(result, indent=2)
+    value = result
+    for part in field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise UsageError(f"the result has no field {field!r}")
+        value = value[part]
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class _ColumnFlag(argparse.Action):
@@ -144,8 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="service URL (PRIVFLOW_URL, default http://127.0.0.1:8000)")
     parser.add_argument("--api-key", help="API key (PRIVFLOW_API_KEY)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
+        "--field", help="print only this field of the result (e.g. id, key, remaining.epsilon)"
+    )
 
-    ds = commands.add_parser("create-dataset", help="register a dataset from a CSV file (admin)")
+    ds = commands.add_parser(
+        "create-dataset", parents=[output], help="register a dataset from a CSV file (admin)"
+    )
     ds.add_argument("csv", type=Path, help="CSV file with a header row")
     ds.add_argument("--name", help="dataset name (default: the file's stem)")
     ds.add_argument("--epsilon", type=float, required=True, help="total epsilon budget")
@@ -172,19 +193,25 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--accountant", choices=("pure", "union"))
     ds.set_defaults(handler=_create_dataset, columns=[])
 
-    key = commands.add_parser("create-key", help="create an API key; prints its secret once")
+    key = commands.add_parser(
+        "create-key", parents=[output], help="create an API key; prints its secret once"
+    )
     key.add_argument("--name", required=True)
     key.add_argument("--role", choices=("analyst", "admin"), default="analyst")
     key.set_defaults(handler=_create_key)
 
-    grant = commands.add_parser("grant", help="let a key release from a dataset (admin)")
+    grant = commands.add_parser(
+        "grant", parents=[output], help="let a key release from a dataset (admin)"
+    )
     grant.add_argument("dataset", help="dataset id")
     grant.add_argument("key_id", help="id of the key (not its secret)")
     grant.add_argument("--epsilon-cap", type=float)
     grant.add_argument("--delta-cap", type=float)
     grant.set_defaults(handler=_grant)
 
-    rel = commands.add_parser("release", help="request a private release; prints it as JSON")
+    rel = commands.add_parser(
+        "release", parents=[output], help="request a private release; prints it as JSON"
+    )
     rel.add_argument("dataset", help="dataset id")
     rel.add_argument(
         "--utility",
@@ -205,7 +232,9 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("--timeout", type=float, help="seconds to wait for the job")
     rel.set_defaults(handler=_release)
 
-    budget = commands.add_parser("budget", help="show a dataset's budget: total, spent, remaining")
+    budget = commands.add_parser(
+        "budget", parents=[output], help="show a dataset's budget: total, spent, remaining"
+    )
     budget.add_argument("dataset", help="dataset id")
     budget.set_defaults(handler=_budget)
     return parser
