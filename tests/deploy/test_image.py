@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,53 @@ def test_no_secret_is_baked_into_the_image(dockerfile: tuple[dict[str, str], lis
         url = env.get("PRIVFLOW_DATABASE_URL")
         if url is not None:
             assert make_url(url).password is None
+
+
+# Files of the packages that the non-editable install leaves out, with the reason.
+NOT_SHIPPED = {
+    "service/store/migrations/script.py.mako": "Alembic's template for `alembic revision` only",
+}
+
+
+def test_the_image_install_ships_every_package_file(
+    dockerfile: tuple[dict[str, str], list[Stage]], tmp_path: Path
+) -> None:
+    """CI installs the project in editable mode, the image with ``pip install .``: a module,
+    migration, template or asset missing from the wheel would break only the image."""
+    builder = dockerfile[1][0]
+    context = tmp_path / "context"
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.nbi", "*.nbc", "*.db*")
+    packages: list[str] = []
+    for instruction in builder.all("COPY"):
+        *sources, _ = instruction.args.split()
+        for source in sources:
+            path = ROOT / source
+            if path.is_dir():
+                shutil.copytree(path, context / source, ignore=ignore)
+                packages.append(source)
+            else:
+                context.mkdir(exist_ok=True)
+                shutil.copy2(path, context / source)
+    assert sorted(packages) == ["dp_core", "service"]
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    built = subprocess.run(
+        [*pip_wheel, "-q", "-w", str(tmp_path / "wheel"), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("privflow-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    expected = {
+        path.relative_to(context).as_posix()
+        for package in packages
+        for path in (context / package).rglob("*")
+        if path.is_file()
+    }
+    assert expected - shipped == set(NOT_SHIPPED)
 
 
 # ---------------------------------------------------------------------- the image, replayed
