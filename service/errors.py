@@ -124,18 +124,41 @@ def problem_response(
     )
 
 
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    """``("body", "utility", "q")`` -> ``"utility.q"``; list indices as ``[i]``."""
+_ABSENT = object()
+
+
+def _field_name(
+    loc: tuple[Any, ...] | list[Any], body: Any = _ABSENT, error_type: str = "missing"
+) -> str:
+    """``("body", "utility", "q")`` -> ``"utility.q"``; list indices as ``[i]``.
+
+    ``loc`` is walked along the request ``body`` (when known) so that the labels pydantic adds
+    for union members (the tag ``"quantile"`` in ``("body", "utility", "quantile", "q")``, the
+    member type ``"float"`` of ``float | int | str``) are dropped: a name is kept only where the
+    body has that key, or as the last key of a ``missing`` error.
+    """
     parts: list[str] = []
-    for item in loc:
+    node = body
+    items = list(loc)
+    for position, item in enumerate(items):
         if item in ("body", "query", "path", "header") and not parts:
+            if item != "body":
+                node = _ABSENT
             continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif "[" in str(item) or str(item).startswith("function-"):
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else _ABSENT
+            continue
+        name = str(item)
+        if "[" in name or name.startswith("function-"):
             continue  # pydantic's union-member and validator labels are not field names
-        else:
-            parts.append(("." if parts else "") + str(item))
+        if node is not _ABSENT:
+            if not isinstance(node, dict):
+                continue  # a union member's label under a non-object value
+            if name not in node and (position + 1 < len(items) or error_type != "missing"):
+                continue  # a discriminated union's tag, not a key of the object
+        parts.append(("." if parts else "") + name)
+        node = node.get(name, _ABSENT) if isinstance(node, dict) else _ABSENT
     return "".join(parts) or "body"
 
 
@@ -177,7 +200,7 @@ def install_error_handlers(app: FastAPI) -> None:
         _count_refusal(request, "invalid_request")
         errors = [
             {
-                "field": _field_name(err.get("loc", ())),
+                "field": _field_name(err.get("loc", ()), exc.body, err.get("type", "")),
                 "message": str(err.get("msg", "invalid")).removeprefix("Value error, "),
             }
             for err in exc.errors()
