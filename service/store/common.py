@@ -40,7 +40,10 @@ def decode_cursor(cursor: str | None) -> int:
         raise ValueError("not a cursor") from exc
     if not raw.startswith("s") or not raw[1:].isdigit():
         raise ValueError("not a cursor")
-    return int(raw[1:])
+    seq = int(raw[1:])
+    if encode_cursor(seq) != cursor:  # the decoder is lenient: accept only what we issue
+        raise ValueError("not a cursor")
+    return seq
 
 
 @dataclass(frozen=True)
