@@ -1,7 +1,8 @@
 """Fixtures for SDK tests: one real ``privflow serve`` process per session, and helpers.
 
 The server runs as a subprocess on a free port with a throwaway SQLite file, a random admin key,
-kernel warm-up off (kernels compile or load from the Numba cache on first use) and a small
+kernel warm-up off (kernels compile or load from the Numba cache on first use), one release
+worker (so a second job queues behind a running one) and a small
 request-body limit (``BODY_LIMIT``) so a 413 is cheap to provoke. Tests reach it only through
 ``privflow_client`` (and, for the CLI, through ``privflow-client``).
 """
@@ -76,6 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PRIVFLOW_WARM_ON_STARTUP": "false",
         "PRIVFLOW_MAX_BODY_BYTES": str(BODY_LIMIT),
         "PRIVFLOW_LOG_LEVEL": "warning",
+        "PRIVFLOW_JOB_WORKERS": "1",
     }
     command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port)]

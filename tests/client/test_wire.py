@@ -161,6 +161,11 @@ def test_failed_and_cancelled_jobs_raise_their_problem() -> None:
     with pytest.raises(PrivflowError) as raised:
         wire.job_release(job("cancelled", _problem(409, "cancelled")))
     assert raised.value.code == "cancelled"
+    with pytest.raises(PrivflowError) as raised:  # cancelled while queued: no error body
+        wire.job_release(job("cancelled"))
+    assert (raised.value.code, raised.value.status) == ("cancelled", 409)
+    with pytest.raises(InternalError):
+        wire.job_release(job("failed"))
     with pytest.raises(PrivflowError, match="has not finished"):
         wire.job_release(job("running"))
     assert wire.job_release(job("succeeded", result=RELEASE_BODY)).release_id == "rel_1"

@@ -391,9 +391,13 @@ def job_release(job: JobInfo) -> Release:
     if job.status == "succeeded" and job.result is not None:
         return Release.model_validate(job.result)
     if job.status in ("failed", "cancelled"):
-        problem = job.error.model_dump() if job.error is not None else {}
-        problem.setdefault("code", job.status)
-        raise error_for(int(problem.get("status") or 500), problem)
+        # A job cancelled while still queued ends with no error body: say what happened.
+        status = 409 if job.status == "cancelled" else 500
+        code = "cancelled" if job.status == "cancelled" else "internal"
+        problem = job.error.model_dump() if job.error is not None else {
+            "status": status, "code": code, "detail": f"Job {job.id} was {job.status}.",
+        }  # fmt: skip
+        raise error_for(int(problem.get("status") or status), problem)
     raise PrivflowError(f"Job {job.id} has not finished ({job.status})", code="job_not_finished")
 
 
