@@ -29,6 +29,11 @@ def _records(n: int) -> list[list[Any]]:
     return [[float((7 * i) % 101), "abc"[i % 3]] for i in range(n)]
 
 
+def auth(key: str) -> dict[str, str]:
+    """Authorization headers for ``key``."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

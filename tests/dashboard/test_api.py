@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 
 from dp_core.privacy.accounting import zcdp_to_approx_dp
 from service.actions.ledger import DEFAULT_DELTAS, MAX_DELTAS
-from tests.dashboard.conftest import auth
-from tests.dashboard.seed import COLUMNS
+from tests.dashboard.seed import COLUMNS, auth
 
 MEDIAN = {"family": "quantile", "column": "age", "q": 0.5}
 

@@ -8,7 +8,7 @@ import { fmt, s } from "./dom.js";
 
 let serial = 0;
 
-const MARGIN = { top: 30, right: 16, bottom: 40, left: 52 };
+const MARGIN = { top: 36, right: 16, bottom: 40, left: 52 };
 
 const AXES = {
   linear: { to: (x) => x, from: (u) => u },
@@ -56,7 +56,8 @@ function xTicks(kind, lo, hi) {
  *
  * options: {width, height, title, desc, xKind ("linear" | "time" | "log10" | "log2"),
  *   xLabel, yLabel, series: [{name, cls, points: [[x, y | null]], step, dots}],
- *   hrefs: [{y, label, cls}], vrefs: [{x, label, cls}], marks: [{x, y, label, cls}]}
+ *   hrefs: [{y, label, cls, side ("start" | "end", where the label sits)}],
+ *   vrefs: [{x, label, cls}], marks: [{x, y, label, cls}]}
  */
 export function plot(options) {
   const width = Math.max(260, Math.round(options.width || 640));
@@ -77,6 +78,9 @@ export function plot(options) {
       if (y !== null && Number.isFinite(y)) ys.push(y);
     }
   }
+  for (const series of options.series) {
+    if (series.extendTo !== undefined) xs.push(axis.to(series.extendTo));
+  }
   for (const ref of options.hrefs || []) ys.push(ref.y);
   for (const ref of options.vrefs || []) xs.push(axis.to(ref.x));
   for (const mark of options.marks || []) {
@@ -90,8 +94,9 @@ export function plot(options) {
     x0 -= pad;
     x1 += pad;
   }
-  const yTicks = niceTicks(0, Math.max(...ys) * 1.08 || 1, 4);
-  const y1 = Math.max(yTicks[yTicks.length - 1], Math.max(...ys));
+  const yMax = Math.max(...ys) || 1;
+  const yTicks = niceTicks(0, yMax * 1.05, 4);
+  const y1 = Math.max(yTicks[yTicks.length - 1], yMax * 1.05);
 
   const X = (u) => inner.left + ((u - x0) / (x1 - x0)) * (inner.right - inner.left);
   const Y = (v) => inner.bottom - (v / y1) * (inner.bottom - inner.top);
@@ -142,7 +147,13 @@ export function plot(options) {
   for (const ref of options.hrefs || []) {
     svg.append(
       s("line", { class: `ref ${ref.cls || ""}`, x1: inner.left, x2: inner.right, y1: Y(ref.y), y2: Y(ref.y) }),
-      s("text", { class: `ref-label ${ref.cls || ""}`, x: inner.right - 2, y: Y(ref.y) - 4, "text-anchor": "end" }, ref.label),
+      s(
+        "text",
+        ref.side === "start"
+          ? { class: `ref-label ${ref.cls || ""}`, x: inner.left + 4, y: Y(ref.y) - 4, "text-anchor": "start" }
+          : { class: `ref-label ${ref.cls || ""}`, x: inner.right - 2, y: Y(ref.y) - 4, "text-anchor": "end" },
+        ref.label,
+      ),
     );
   }
   for (const ref of options.vrefs || []) {

@@ -88,25 +88,28 @@ function spendSection(dataset, ledger, grants, me, charts) {
   const own = grants.find((g) => g.key_id === me.id);
   const limit = mine && own && own.epsilon_cap !== null ? own.epsilon_cap : dataset.budget.epsilon;
   const limitName = mine && own && own.epsilon_cap !== null ? "your cap" : "budget ε";
+  const start = points[0][0];
+  const last = points[points.length - 1][0];
+  const end = last + (last - start) * 0.05; // a short flat run after the last charge
   const box = h("div", { class: "chart-box" });
-  const first = ledger[0].created_at;
-  const last = ledger[ledger.length - 1].created_at;
+  const firstAt = ledger[0].created_at;
+  const lastAt = ledger[ledger.length - 1].created_at;
   charts.push({
     box,
     draw: (width) =>
       plot({
         width,
         title: `${title}: cumulative charged ε`,
-        desc: `Cumulative charged ε over ${ledger.length} releases from ${first} to ${last}, reaching ${fmt(total)} against ${limitName} ${fmt(limit)}.`,
+        desc: `Cumulative charged ε over ${ledger.length} releases from ${firstAt} to ${lastAt}, reaching ${fmt(total)} against ${limitName} ${fmt(limit)}.`,
         xKind: "time",
         xLabel: "time (UTC)",
         yLabel: "cumulative ε",
         series: [
-          { name: "charged ε", cls: "series-spend", points, step: true, extendTo: Math.max(Date.now(), points[points.length - 1][0]) },
+          { name: "charged ε", cls: "series-spend", points, step: true, extendTo: end },
         ],
         hrefs: [
-          { y: limit, label: `${limitName} ${fmt(limit)}`, cls: "ref-budget" },
-          { y: limit * NEAR, label: "80% alert", cls: "ref-warn" },
+          { y: limit, label: `${limitName} ${fmt(limit)}`, cls: "ref-budget", side: "start" },
+          { y: limit * NEAR, label: "80% alert", cls: "ref-warn", side: "start" },
         ],
       }),
   });

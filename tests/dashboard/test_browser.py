@@ -1,0 +1,342 @@
+"""The dashboard in headless Chromium against a real seeded ``privflow serve``.
+
+Each test opens a fresh browser context (its own sessionStorage), signs in through the form and
+checks the page against the API answers for the same key: the numbers, what an analyst may
+see, keyboard operation, the phone layout, contrast, and that nothing lands in the console.
+Set ``PRIVFLOW_DASHBOARD_SCREENSHOTS=docs`` to write the screenshots that docs/dashboard.md shows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.dashboard.conftest import Live, Tab
+from tests.dashboard.seed import ADMIN_KEY, auth
+
+ROWS_JS = """rows => rows.map(r => ({
+  release: r.dataset.releaseId,
+  key: r.dataset.keyId,
+  charged: r.querySelector('[data-field="entry.charged.epsilon"]').dataset.value,
+  scope: r.querySelector('.scope').textContent,
+  bound: r.querySelector('.bound').textContent,
+  status: r.querySelector('.badge').textContent,
+}))"""
+
+GRANTS_JS = """rows => rows.map(r => ({
+  key: r.dataset.keyId,
+  spent: r.querySelector('[data-field="grant.spent.epsilon"]').dataset.value,
+  cap: r.querySelector('[data-field="grant.epsilon_cap"]').dataset.value,
+  state: r.querySelector('.badge').dataset.state,
+}))"""
+
+# WCAG 2.x contrast of every visible text node against the background it is painted on.
+CONTRAST_JS = """() => {
+  const parse = (c) => {
+    const m = /rgba?\\(([^)]+)\\)/.exec(c || "");
+    if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let n = el; n; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor);
+      if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
+    }
+    let out = { r: 255, g: 255, b: 255 };
+    for (const c of layers.reverse()) {
+      out = { r: c.r * c.a + out.r * (1 - c.a), g: c.g * c.a + out.g * (1 - c.a),
+              b: c.b * c.a + out.b * (1 - c.a) };
+    }
+    return out;
+  };
+  const failures = [];
+  let checked = 0;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el) continue;
+    if (el.closest("[hidden], .visually-hidden, title, desc")) continue;
+    const rect = el.getBoundingClientRect();
+    if (rect.width < 2 || rect.height < 2 || !el.checkVisibility()) continue;
+    const style = getComputedStyle(el);
+    const fg = parse(el.closest("svg") ? style.fill : style.color);
+    if (!fg) continue;
+    const l1 = lum(fg), l2 = lum(background(el));
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    checked += 1;
+    if (ratio < (large ? 3 : 4.5)) failures.push([node.textContent.trim().slice(0, 40), ratio]);
+  }
+  return { checked, failures };
+}"""
+
+
+def _sign_in(tab: Tab, key: str) -> None:
+    tab.page.fill("#api-key", key)
+    tab.page.press("#api-key", "Enter")
+    tab.page.wait_for_selector(".dataset[data-dataset-id]")
+
+
+def _api(live: Live, key: str, path: str) -> Any:
+    response = httpx.get(f"{live.url}{path}", headers=auth(key), timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["items"] if isinstance(body, dict) and "items" in body else body
+
+
+def _number(tab: Tab, selector: str) -> float | None:
+    """The exact value behind a displayed number; its text must show it to 6 digits."""
+    element = tab.page.locator(selector)
+    raw = element.get_attribute("data-value")
+    assert raw is not None, selector
+    if raw == "null":
+        return None
+    value = float(raw)
+    assert float(element.inner_text()) == pytest.approx(value, rel=1e-5), selector
+    return value
+
+
+def _tab_to(tab: Tab, selector: str, limit: int = 120) -> None:
+    for _ in range(limit):
+        tab.page.keyboard.press("Tab")
+        if tab.page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def _screenshot(tab: Tab, name: str, *, full_page: bool = True) -> None:
+    folder = os.environ.get("PRIVFLOW_DASHBOARD_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tab.page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=full_page)
+
+
+def _only_this_origin(tab: Tab, live: Live) -> None:
+    assert tab.requests and all(url.startswith(f"{live.url}/") for url in tab.requests)
+
+
+def test_admin_page_shows_the_api_numbers(open_tab: Any, live: Live) -> None:
+    tab = open_tab()
+    _sign_in(tab, ADMIN_KEY)
+    dataset_id = live.seeded.datasets["salaries"]
+    assert tab.page.get_attribute(".dataset", "data-dataset-id") == dataset_id
+    base = f"/v1/datasets/{dataset_id}"
+    budget = _api(live, ADMIN_KEY, base)["budget"]
+    ledger = _api(live, ADMIN_KEY, f"{base}/ledger")
+    grants = _api(live, ADMIN_KEY, f"{base}/grants")
+    composition = _api(live, ADMIN_KEY, f"{base}/composition")
+
+    fields = {
+        "budget.epsilon": budget["epsilon"],
+        "budget.spent.epsilon": budget["spent"]["epsilon"],
+        "budget.remaining.epsilon": budget["remaining"]["epsilon"],
+        "budget.delta": budget["delta"],
+        "budget.spent.delta": budget["spent"]["delta"],
+        "budget.remaining.delta": budget["remaining"]["delta"],
+    }
+    for field, value in fields.items():
+        assert _number(tab, f'#budget [data-field="{field}"]') == value, field
+    assert tab.page.get_attribute("#budget .alert", "data-state") == "near"  # 86 % spent
+
+    rows = tab.page.locator("#ledger tbody tr").evaluate_all(ROWS_JS)
+    assert [r["release"] for r in rows] == [e["release_id"] for e in ledger]
+    assert len(ledger) == 5
+    for row, entry in zip(rows, ledger, strict=True):
+        assert row["key"] == entry["key_id"]
+        assert float(row["charged"]) == entry["charged"]["epsilon"]
+        assert row["scope"] == entry["certificate"]["scope"]
+        assert row["bound"] == entry["certificate"]["bound"]
+        assert row["status"] == entry["status"]
+    total = sum(e["charged"]["epsilon"] for e in ledger)
+    assert _number(tab, '[data-field="spend.total"]') == pytest.approx(total, rel=1e-12)
+
+    shown = tab.page.locator("#analysts tbody tr").evaluate_all(GRANTS_JS)
+    assert [g["key"] for g in shown] == [g["key_id"] for g in grants]
+    for row, grant in zip(shown, grants, strict=True):
+        assert float(row["spent"]) == grant["spent"]["epsilon"]
+        assert float(row["cap"]) == grant["epsilon_cap"]
+    assert [g["state"] for g in shown] == ["ok", "near"]  # alice 50 % of her cap, bob 85 %
+
+    charged = composition["charged"]
+    assert (
+        _number(tab, '[data-field="composition.charged.pure_epsilon"]') == charged["pure_epsilon"]
+    )
+    assert _number(tab, '[data-field="composition.charged.zcdp_rho"]') == charged["zcdp_rho"]
+    curves = zip(composition["pure"], composition["zcdp"], strict=True)
+    at_budget = {d: (p, z) for (d, p), (_, z) in curves}
+    pure, zcdp = at_budget[budget["delta"]]
+    assert _number(tab, '[data-field="composition.pure.at_budget"]') == pure
+    assert _number(tab, '[data-field="composition.zcdp.at_budget"]') == zcdp
+    assert tab.page.locator("#composition svg.chart .series-zcdp circle").count() == len(
+        composition["zcdp"]
+    )
+    _screenshot(tab, "desktop")
+    _only_this_origin(tab, live)
+    assert tab.errors == []
+
+
+def test_an_analyst_sees_only_its_own_entries(open_tab: Any, live: Live) -> None:
+    seeded = live.seeded
+    bob = seeded.keys["bob"]
+    tab = open_tab()
+    _sign_in(tab, bob["key"])
+    options = tab.page.locator("#dataset-select option").evaluate_all("o => o.map(x => x.value)")
+    assert options == [seeded.datasets["salaries"]]  # bob holds no grant on "visits"
+    ledger = _api(live, bob["key"], f"/v1/datasets/{seeded.datasets['salaries']}/ledger")
+    rows = tab.page.locator("#ledger tbody tr").evaluate_all(ROWS_JS)
+    assert (
+        [r["release"] for r in rows] == [e["release_id"] for e in ledger] == seeded.releases["bob"]
+    )
+    assert {r["key"] for r in rows} == {bob["id"]}
+    shown = tab.page.locator("#analysts tbody tr").evaluate_all(GRANTS_JS)
+    assert [(g["key"], g["state"]) for g in shown] == [(bob["id"], "near")]
+
+    html = tab.page.content()
+    others = [seeded.keys["alice"]["id"], *seeded.releases["alice"], *seeded.releases["admin"]]
+    assert not [text for text in [*others, "alice", "bootstrap admin"] if text in html]
+    assert not [url for url in tab.requests if url.endswith("/v1/keys") or "/v1/keys?" in url]
+    _only_this_origin(tab, live)
+    assert tab.errors == []
+
+
+def test_an_exhausted_budget_is_an_alert(open_tab: Any, live: Live) -> None:
+    seeded = live.seeded
+    tab = open_tab()
+    _sign_in(tab, seeded.keys["alice"]["key"])
+    visits = seeded.datasets["visits"]
+    tab.page.select_option("#dataset-select", visits)
+    tab.page.wait_for_selector(f'.dataset[data-dataset-id="{visits}"]')
+    alert = tab.page.locator("#budget .alert")
+    assert alert.get_attribute("data-state") == "exhausted"
+    assert alert.get_attribute("role") == "alert"
+    assert "exhausted" in alert.inner_text().lower()
+    assert _number(tab, '#budget [data-field="budget.remaining.epsilon"]') == 0.0
+    shown = tab.page.locator("#analysts tbody tr").evaluate_all(GRANTS_JS)
+    assert [(g["key"], g["cap"]) for g in shown] == [(seeded.keys["alice"]["id"], "null")]
+    assert tab.errors == []
+
+
+def test_sign_in_and_certificate_work_from_the_keyboard(open_tab: Any, live: Live) -> None:
+    tab = open_tab()
+    page = tab.page
+    _tab_to(tab, "#api-key")
+    page.keyboard.type(ADMIN_KEY)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".dataset[data-dataset-id]")
+
+    _tab_to(tab, "#ledger button[data-release-id]")
+    outline = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }"
+    )
+    assert outline[0] != "none" and outline[1] >= 2  # a visible focus indicator
+    release_id = page.evaluate("document.activeElement.dataset.releaseId")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#certificate-dialog[open]")
+    assert page.evaluate("document.activeElement.id") == "certificate-close"
+
+    entry = next(
+        e
+        for e in _api(live, ADMIN_KEY, f"/v1/datasets/{live.seeded.datasets['salaries']}/ledger")
+        if e["release_id"] == release_id
+    )
+    cert = entry["certificate"]
+    dialog = "#certificate-dialog"
+    assert page.inner_text(f'{dialog} [data-field="scope"]') == cert["scope"]
+    assert page.inner_text(f'{dialog} [data-field="bound"]') == cert["bound"]
+    assert _number(tab, f'{dialog} [data-field="pure_dp.epsilon"]') == cert["pure_dp"]["epsilon"]
+    assert _number(tab, f'{dialog} [data-field="approx_dp.delta"]') == cert["approx_dp"]["delta"]
+    assert _number(tab, f'{dialog} [data-field="zcdp.rho"]') == cert["zcdp"]["rho"]
+    circles = page.locator(f"{dialog} svg.chart .series-renyi circle").count()
+    assert circles == len(cert["renyi"])
+    items = page.locator(f"{dialog} .assumptions li").all_inner_texts()
+    assert items == cert["assumptions"]
+    _screenshot(tab, "certificate", full_page=False)
+
+    page.keyboard.press("Escape")
+    assert page.evaluate("!document.getElementById('certificate-dialog').open")
+    assert page.evaluate("document.activeElement.dataset.releaseId") == release_id
+    assert tab.errors == []
+
+
+def test_phone_width_has_no_horizontal_overflow(open_tab: Any, live: Live) -> None:
+    tab = open_tab(width=375, height=812)
+    page = tab.page
+    width_js = "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    assert page.evaluate(width_js) == [375, 375]  # the sign-in form
+    _sign_in(tab, ADMIN_KEY)
+    assert page.evaluate(width_js) == [375, 375]
+    # Every box ends inside the viewport, except inside clipping boxes: an <svg> (which clips
+    # to its own box, checked itself) and the visually hidden header row of a card table.
+    wide = page.evaluate(
+        "() => [...document.querySelectorAll('main *')]"
+        ".filter(e => !e.closest('svg *, table.cards thead'))"
+        ".filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)"
+        ".map(e => [e.tagName, e.getAttribute('class'), e.textContent.slice(0, 30)])"
+    )
+    assert wide == []
+    _screenshot(tab, "phone")
+    page.locator("#ledger button[data-release-id]").first.click()
+    page.wait_for_selector("#certificate-dialog[open]")
+    box = page.locator("#certificate-dialog").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+    assert page.evaluate(width_js) == [375, 375]
+    assert tab.errors == []
+
+
+def test_text_meets_wcag_aa_contrast(open_tab: Any, live: Live) -> None:
+    tab = open_tab()
+    result = tab.page.evaluate(CONTRAST_JS)
+    assert result["checked"] > 5 and result["failures"] == []  # the sign-in form
+    _sign_in(tab, ADMIN_KEY)
+    result = tab.page.evaluate(CONTRAST_JS)
+    assert result["checked"] > 100 and result["failures"] == []
+    tab.page.locator("#ledger button[data-release-id]").first.click()
+    tab.page.wait_for_selector("#certificate-dialog[open]")
+    dialog = tab.page.evaluate(
+        CONTRAST_JS.replace("document.body", "document.getElementById('certificate-dialog')")
+    )
+    assert dialog["checked"] > 20 and dialog["failures"] == []
+    assert tab.errors == []
+
+
+def test_the_key_lives_in_this_tab_only(open_tab: Any, live: Live) -> None:
+    tab = open_tab()
+    page = tab.page
+    page.fill("#api-key", "pf_not_a_key")
+    page.press("#api-key", "Enter")
+    page.wait_for_selector("#sign-in-error:not([hidden])")
+    assert "not active" in page.inner_text("#sign-in-error")
+    assert page.evaluate("sessionStorage.length") == 0
+    # The browser reports the refused request itself; nothing else may reach the console.
+    assert [e for e in tab.errors if "status of 401" not in e] == []
+    tab.errors.clear()
+
+    _sign_in(tab, ADMIN_KEY)
+    storage = page.evaluate("[sessionStorage.getItem('privflow.apiKey'), localStorage.length]")
+    assert storage == [ADMIN_KEY, 0]
+    assert page.context.cookies() == []
+    page.reload()
+    page.wait_for_selector(".dataset[data-dataset-id]")  # restored from this tab's session
+    other = page.context.new_page()  # same browser, another tab: not signed in
+    other.goto(f"{live.url}/dashboard")
+    assert other.is_visible("#sign-in") and not other.is_visible("#app")
+    other.close()
+
+    page.click("#sign-out")
+    assert page.is_visible("#sign-in") and not page.is_visible("#app")
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.locator("#dataset *").count() == 0
+    assert tab.errors == []
