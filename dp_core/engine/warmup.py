@@ -15,7 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dp_core.engine import birth_death, kernels, langevin, potentials, rng, utility_kernels
+from dp_core.engine import (
+    birth_death,
+    gram,
+    kernels,
+    langevin,
+    matrix_maps,
+    potentials,
+    rng,
+    two_layer,
+    utility_kernels,
+)
 
 __all__ = ["SIGNATURES", "WarmReport", "compile_stats", "warm"]
 
@@ -76,6 +86,23 @@ def _warm_utilities() -> None:
     utility_kernels.kmeans_loss(x2, x1, 2, 0.5, v, g2)
 
 
+def _warm_flow_maps() -> None:
+    x = _tiny_points()
+    for kind in kernels.KERNELS.values():
+        gram.kernel_matrix(x, x, kind, 0.5)
+    m = np.linspace(-1.0, 1.0, 12).reshape(2, 2, 3)
+    out = np.empty_like(m)
+    v = np.empty(2)
+    matrix_maps.regularized_polar(m, 1e-2, matrix_maps.SQRT, out, v, v.copy())
+    matrix_maps.newton_schulz5(m, 5, out)
+    units = np.linspace(-1.0, 1.0, 2 * 3 * 3).reshape(2, 3, 3)
+    a = np.full(2, 0.5)
+    for kind in (two_layer.QUADEXP, two_layer.LINEAR):
+        two_layer.mean_output(units, a, x, kind, 2.0)
+        two_layer.pullback(units, x, np.ones(3), kind, 2.0, True)
+        two_layer.unit_outputs(units, x, kind, 2.0)
+
+
 SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
     "kernels": (
         _warm_kernels,
@@ -100,6 +127,17 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
         ),
     ),
     "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),
+    "flow_maps": (
+        _warm_flow_maps,
+        (
+            gram._kernel_matrix_kernel,
+            matrix_maps.regularized_polar,
+            matrix_maps.newton_schulz5,
+            two_layer._mean_output_kernel,
+            two_layer._pullback_kernel,
+            two_layer._unit_outputs_kernel,
+        ),
+    ),
     "utilities": (
         _warm_utilities,
         (
