@@ -21,6 +21,7 @@ from service.actions.outcome import Outcome, Started
 from service.context import ServiceContext
 from service.errors import ApiError, problem_body
 from service.store import idempotency, jobs
+from service.store.jobs import CANCELLED_PROBLEM
 from service.store.keys import KeyRecord
 from service.store.leases import RUNNER
 
@@ -138,12 +139,12 @@ class _WorkRun:
     def __call__(self) -> Outcome:
         start = time.perf_counter()
         if self.job_id is not None and not self._start_job():
-            return self._close("cancelled", Outcome(409, _CANCELLED))
+            return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
         try:
             body = self.work(self._progress, self._cancel if self.job_id is not None else None)
             outcome, state = Outcome(self.status, body), "succeeded"
         except Cancelled:
-            outcome, state = Outcome(409, _CANCELLED), "cancelled"
+            outcome, state = Outcome(409, CANCELLED_PROBLEM), "cancelled"
         except InvalidParameter as exc:
             error = ApiError.invalid(exc.field, exc.message)
             outcome, state = Outcome(422, error.body()), "failed"
@@ -198,5 +199,4 @@ class _WorkRun:
         return self._cancelled
 
 
-_CANCELLED = problem_body(409, "cancelled", "The job was cancelled before it finished.")
 _INTERNAL = problem_body(500, "internal", "The work failed inside the service.")

@@ -12,6 +12,7 @@ from service.store.common import new_id, now
 from service.store.tables import jobs
 
 __all__ = [
+    "CANCELLED_PROBLEM",
     "TERMINAL",
     "JobRecord",
     "cancel_requested",
@@ -24,6 +25,15 @@ __all__ = [
 ]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+CANCELLED_PROBLEM = {
+    "type": "/errors/cancelled",
+    "title": "Cancelled",
+    "status": 409,
+    "detail": "The job was cancelled before it finished.",
+    "code": "cancelled",
+}
+"""The ``error`` of every cancelled job, whether it was queued or running."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ def request_cancel(conn: Connection, job_id: str) -> None:
     conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == "queued")
-        .values(status="cancelled", finished_at=now())
+        .values(status="cancelled", finished_at=now(), error=CANCELLED_PROBLEM)
     )
 
 
