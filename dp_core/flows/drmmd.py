@@ -73,7 +73,8 @@ class DrMMDValue(NamedTuple):
 
 class DrMMDState(NamedTuple):
     """Particles (N, d) and weights, random streams, the current λ_n, steps done, DrMMD₀ (the
-    adaptive schedule's reference value) and the value at the current particles and λ_n."""
+    adaptive schedule's reference value) and the value at the current particles and λ_n (with a
+    fixed λ, steps compute only its d and α: ``drmmd`` and ``mmd2`` are NaN until evaluated)."""
 
     particles: FloatArray
     weights: FloatArray
@@ -171,12 +172,15 @@ class DrMMDFlow:
         lmbda: float,
         kernel: FlowKernel | None = None,
         solver: TargetSolver | None = None,
+        with_value: bool = True,
     ) -> DrMMDValue:
-        """DrMMD_λ(ν‖π) by (F 11) for the particles (z, a)."""
+        """DrMMD_λ(ν‖π) by (F 11) for the particles (z, a). ``with_value=False`` computes only
+        d and α (what the next step needs) and leaves ``drmmd`` and ``mmd2`` NaN: it skips the
+        MMD² pass over the N + M points."""
         k = self.kernel if kernel is None else kernel
         sol = self.solver(k) if solver is None else solver
         y, b = self.targets, self.target_weights
-        mmd2 = k.mmd2(z, a, y, b)
+        mmd2 = k.mmd2(z, a, y, b) if with_value else math.nan
         d = k.witness(y, z, a, y, b)
         alpha, d_alpha = sol.solve(d, lmbda)
         drmmd = (1.0 + lmbda) / lmbda * (mmd2 - d_alpha)
@@ -241,7 +245,7 @@ class DrMMDFlow:
             next_kernel = self.kernel.for_step(t + 1)
             if next_kernel is self.kernel or self.adaptive:
                 solver = solver_for(next_kernel)
-                new_value = self.evaluate(z, a, lam, next_kernel, solver)
+                new_value = self.evaluate(z, a, lam, next_kernel, solver, self.adaptive)
                 if self.adaptive:  # (F 14): DrMMD at λ_n of the new particles
                     ratio = max(new_value.drmmd, 0.0) / state.drmmd0 if state.drmmd0 > 0 else 0.0
                     new_lam = max(self.lmbda * math.sqrt(ratio), LAMBDA_FLOOR * self.lmbda)
@@ -312,7 +316,8 @@ def run_drmmd_flow(
 
     def trace_fn(st: DrMMDState) -> dict[str, float]:
         value = st.value
-        if flow.kernel.for_step(st.steps_done) is not flow.kernel:  # minibatch: full kernel
+        minibatch = flow.kernel.for_step(st.steps_done) is not flow.kernel
+        if minibatch or math.isnan(value.drmmd):  # full kernel; fixed λ skips it per step
             value = flow.evaluate(st.particles, st.weights, st.lmbda)
         return {"drmmd": value.drmmd, "mmd2": value.mmd2, "lambda": st.lmbda}
 
