@@ -311,3 +311,28 @@ def test_database_stores_only_sha256_of_keys(
     raw = b"".join(p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name))
     for secret in [*secrets.values(), ADMIN_KEY]:
         assert secret.encode() not in raw
+
+
+def test_revoked_bootstrap_admin_stays_revoked_after_restart(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from service.app import create_app
+
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        created = client.post(
+            "/v1/keys", json={"name": "ops", "role": "admin"}, headers=auth(ADMIN_KEY)
+        ).json()
+        ops = auth(created["key"])
+        bootstrap_id = next(
+            k["id"]
+            for k in client.get("/v1/keys", headers=ops).json()["items"]
+            if k["id"] != created["id"]
+        )
+        assert client.delete(f"/v1/keys/{bootstrap_id}", headers=ops).status_code == 204
+        _problem(client.get("/v1/keys", headers=auth(ADMIN_KEY)), 401, "unauthenticated")
+    # A restart with the same PRIVFLOW_ADMIN_KEY does not bring the revoked key back.
+    with TestClient(create_app(settings)) as client:
+        _problem(client.get("/v1/keys", headers=auth(ADMIN_KEY)), 401, "unauthenticated")
+        assert client.get("/v1/keys", headers=ops).status_code == 200
+        assert len(client.get("/v1/keys", headers=ops).json()["items"]) == 2

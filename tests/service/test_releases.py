@@ -254,6 +254,7 @@ def test_response_depends_only_on_public_inputs(client: TestClient, admin: dict[
         assert a_body["certificate"] == b_body["certificate"]
         assert a_body["sampler"] == b_body["sampler"]
         assert a_body["charged"] == b_body["charged"]
+        assert a_body["budget"] == b_body["budget"]  # both datasets spent the same so far
         assert set(a_body) == set(b_body)
         assert len(a_body["samples"]) == len(b_body["samples"])
 
