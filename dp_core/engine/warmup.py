@@ -23,6 +23,7 @@ from dp_core.engine import (
     matrix_maps,
     potentials,
     rng,
+    sinkhorn,
     two_layer,
     utility_kernels,
 )
@@ -127,6 +128,16 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
         ),
     ),
     "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),
+    "sinkhorn": (
+        sinkhorn._warm,
+        (
+            sinkhorn._small_batch_solve,
+            sinkhorn._solve_one,
+            sinkhorn._build_costs,
+            sinkhorn._dense_pass_serial,
+            sinkhorn._dense_pass_parallel,
+        ),
+    ),
     "flow_maps": (
         _warm_flow_maps,
         (
