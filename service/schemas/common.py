@@ -24,9 +24,10 @@ Probability = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
 class Request(BaseModel):
-    """Base of every request body: unknown fields are refused, so typos are not ignored."""
+    """Base of every request body: unknown fields are refused, so typos are not ignored, and
+    types are strict (`true` is not a number, `"yes"` is not a boolean; integers are numbers)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Spend(BaseModel):

@@ -312,6 +312,10 @@ def test_invalid_requests_name_the_field_and_charge_nothing(
         ({"sampler": {"particles": 1}}, "sampler.particles"),
         ({"sampler": {"step_size": 5.0}}, "sampler.step_size"),
         ({"extra": True}, "extra"),
+        ({"epsilon": True}, "epsilon"),  # strict types: a boolean is not a number
+        ({"epsilon": "1.0"}, "epsilon"),
+        ({"async": "yes"}, "async"),
+        ({"n_samples": 1.5}, "n_samples"),
     ]  # fmt: skip
     for change, field in cases:
         request = {"utility": quantile, "epsilon": 1.0, "sampler": SMALL, **change}
