@@ -146,6 +146,7 @@ def _warm_kernels(readiness: Readiness, metrics: Metrics) -> None:
     """Compile every served kernel signature, then mark the app ready; on error stay not ready."""
     try:
         from dp_core import engine  # imports Numba: kept off the import path of the app
+        from dp_core.privacy import mechanism  # noqa: F401  (imports opacus, ~5 s, once)
 
         report = engine.warm()
     except Exception:

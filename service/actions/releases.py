@@ -33,6 +33,7 @@ from service.errors import ApiError, problem_body
 from service.schemas.releases import SampleRequest
 from service.store import idempotency, jobs
 from service.store.datasets import DatasetRecord, get_dataset
+from service.store.jobs import CANCELLED_PROBLEM
 from service.store.keys import KeyRecord
 from service.store.leases import RUNNER
 from service.store.ledger import (
@@ -254,7 +255,7 @@ class _ReleaseRun:
         start = time.perf_counter()
         try:
             if self.job_id is not None and not self._start_job():
-                return self._close("cancelled", Outcome(409, _cancelled_problem()))
+                return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
             records = self.ctx.records.get(self.ctx.store, self.charged)
             release = self.mechanism.sample(
                 self.bound.extract(records),
@@ -266,7 +267,7 @@ class _ReleaseRun:
             outcome = Outcome(201, self._body(release.samples))
             result = self._close("succeeded", outcome)
         except Cancelled:
-            result = self._close("cancelled", Outcome(409, _cancelled_problem()))
+            result = self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
         except Exception as exc:  # never echo text: it may quote private values
             logger.error(
                 "release failed",
@@ -296,7 +297,7 @@ class _ReleaseRun:
             "charged": {"epsilon": self.entry.charged_epsilon, "delta": self.entry.charged_delta},
             "budget": {"spent": budget["spent"], "remaining": budget["remaining"]},
             "sampler": self.plan.sampler,
-            "created_at": self.entry.created_at.isoformat(),
+            "created_at": self.entry.created_at.isoformat().replace("+00:00", "Z"),
         }
 
     def _close(self, status: str, outcome: Outcome) -> Outcome:
@@ -332,10 +333,6 @@ class _ReleaseRun:
         with self.ctx.store.transaction() as conn:
             self._cancelled = jobs.cancel_requested(conn, self.job_id)
         return self._cancelled
-
-
-def _cancelled_problem() -> dict[str, Any]:
-    return problem_body(409, "cancelled", "The job was cancelled; its charge stands.")
 
 
 def get_release_body(ctx: ServiceContext, key: KeyRecord, release_id: str) -> dict[str, Any]:
