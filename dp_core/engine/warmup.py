@@ -132,7 +132,6 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
         sinkhorn._warm,
         (
             sinkhorn._small_batch_solve,
-            sinkhorn._solve_one,
             sinkhorn._build_costs,
             sinkhorn._dense_pass_serial,
             sinkhorn._dense_pass_parallel,
