@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" bench/bench_kernels.py "$@"
 "$PY" bench/bench_shk.py "$@"
+"$PY" bench/bench_sinkhorn.py "$@"  # needs the bench extra: pip install -e '.[bench]'
