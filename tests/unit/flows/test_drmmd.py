@@ -174,9 +174,16 @@ def test_adaptive_schedule_step_by_step() -> None:
     z0, a, y, b = _problem(5, 6, 2, 9, uniform=True)
     lam0, s, sigma = 0.05, 0.2, 0.8
     run = run_drmmd_flow(
-        z0, y, lmbda=lam0, step_size=s, n_steps=8, bandwidth=sigma, adaptive=True, seed=0,
+        z0,
+        y,
+        lmbda=lam0,
+        step_size=s,
+        n_steps=8,
+        bandwidth=sigma,
+        adaptive=True,
+        seed=0,
         trace_every=1,
-    )  # fmt: skip
+    )
     z, lam = z0.copy(), lam0
     dr0 = drmmd_reference(z, a, y, b, "gaussian", sigma, lam0)
     lambdas = [lam0]

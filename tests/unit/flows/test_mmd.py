@@ -118,9 +118,16 @@ def test_noisy_scheme_matches_the_numpy_reference() -> None:
     a = np.full(30, 1 / 30)
     noise = NoiseSchedule(level=0.3, decay=0.5, interval=4)
     run = run_mmd_flow(
-        z, y, step_size=0.3, n_steps=10, kernel="imq", bandwidth=0.7,
-        target_weights=b, noise=noise, seed=11,
-    )  # fmt: skip
+        z,
+        y,
+        step_size=0.3,
+        n_steps=10,
+        kernel="imq",
+        bandwidth=0.7,
+        target_weights=b,
+        noise=noise,
+        seed=11,
+    )
     streams = rng.new_streams(11, 30)
 
     def shift(t: int) -> np.ndarray:
@@ -226,9 +233,15 @@ def test_trace_progress_cancel_and_validation() -> None:
     z, _, y, _ = _problem(20, 20, 2, 10)
     seen: list[tuple[int, int]] = []
     run = run_mmd_flow(
-        z, y, step_size=0.1, n_steps=5, bandwidth=0.5, seed=0, trace_every=2,
+        z,
+        y,
+        step_size=0.1,
+        n_steps=5,
+        bandwidth=0.5,
+        seed=0,
+        trace_every=2,
         progress=lambda k, n: seen.append((k, n)),
-    )  # fmt: skip
+    )
     assert [row["step"] for row in run.trace] == [0, 2, 4, 5]
     assert seen == [(k, 5) for k in range(1, 6)]
     assert run.description.flow_time == pytest.approx(0.5)

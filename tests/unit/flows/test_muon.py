@@ -94,9 +94,14 @@ def test_standard_muon_steps_match_the_reference_update(nesterov: bool) -> None:
     c = np.random.default_rng(1).normal(size=(6, 3))
     task = ConstantGradient(c)
     flow = MuonFlow(
-        task, eps=1e-3, lr=0.02, momentum=0.95, nesterov=nesterov, update="newton_schulz",
+        task,
+        eps=1e-3,
+        lr=0.02,
+        momentum=0.95,
+        nesterov=nesterov,
+        update="newton_schulz",
         weight_decay=0.1,
-    )  # fmt: skip
+    )
     w0 = task.init_particles(2, seed=2)
     state = flow.init(w0)
     step = flow.build_step()

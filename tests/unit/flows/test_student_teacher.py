@@ -116,9 +116,13 @@ def test_one_noisy_step_is_the_codes_sgd_step() -> None:
 
 def test_noisy_mmd_flow_learns_and_is_reproducible() -> None:
     kwargs = dict(
-        kernel=TASK.kernel(), step_size=0.5, n_steps=60, noise=NoiseSchedule(0.2, 0.5, 30),
-        seed=6, trace_every=60,
-    )  # fmt: skip
+        kernel=TASK.kernel(),
+        step_size=0.5,
+        n_steps=60,
+        noise=NoiseSchedule(0.2, 0.5, 30),
+        seed=6,
+        trace_every=60,
+    )
     z0 = TASK.init_particles(30, seed=6).reshape(30, TASK.dim)
     run = run_mmd_flow(z0, TASK.targets, **kwargs)
     again = run_mmd_flow(z0, TASK.targets, **kwargs)
