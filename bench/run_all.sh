@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" bench/bench_kernels.py "$@"
 "$PY" bench/bench_shk.py "$@"
+"$PY" bench/bench_flows.py "$@"
 "$PY" bench/bench_sinkhorn.py "$@"  # needs the bench extra: pip install -e '.[bench]'
