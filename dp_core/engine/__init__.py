@@ -10,6 +10,9 @@ Flat functions over float64 C-contiguous ``(N, d)`` arrays, parallel (``prange``
 - ``langevin``     MALA moves that reject proposals leaving the domain; uniform initial law
 - ``rng``          per-particle SplitMix64 streams and the seeding policy
 - ``potentials``   compiled public targets (Gaussian mixtures)
+- ``gram``         dense kernel matrix for the DrMMD target solve
+- ``matrix_maps``  per-particle regularised polar factor and Newton–Schulz (Muon)
+- ``two_layer``    the student–teacher unit's reductions (mean output, pullback)
 - ``warmup``       the signature table; ``warm()`` compiles every entry once
 
 Importing this package compiles nothing.
