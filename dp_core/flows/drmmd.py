@@ -44,6 +44,7 @@ from dp_core.flows.witness import FlowKernel, NoiseSchedule, probability_weights
 from dp_core.types import FloatArray, as_particles
 
 __all__ = [
+    "DEFAULT_LAMBDA",
     "DEFAULT_MIN_STEP",
     "LAMBDA_FLOOR",
     "DrMMDFlow",
@@ -54,6 +55,8 @@ __all__ = [
     "run_drmmd_flow",
 ]
 
+DEFAULT_LAMBDA = 1e-3
+"""λ (and λ₀ of the adaptive schedule) when none is given: the authors' three-ring default."""
 DEFAULT_MIN_STEP = 1e-4
 """Lower bound on the step γ_n of the adaptive schedule (F 14), as in the authors' code."""
 LAMBDA_FLOOR = 1e-8
@@ -269,9 +272,9 @@ def run_drmmd_flow(
     particles: npt.ArrayLike,
     targets: npt.ArrayLike,
     *,
-    lmbda: float,
     step_size: float,
     n_steps: int,
+    lmbda: float = DEFAULT_LAMBDA,
     kernel: str | FlowKernel = "gaussian",
     bandwidth: float | None = None,
     adaptive: bool = False,
@@ -288,7 +291,7 @@ def run_drmmd_flow(
 
     Parameters
     ----------
-    lmbda : λ > 0 (λ₀ of the adaptive schedule).
+    lmbda : λ > 0 (λ₀ of the adaptive schedule); default :data:`DEFAULT_LAMBDA`.
     step_size : s > 0; the step is γ = λ s (adaptive: max(λ_n s, min_step)).
     n_steps, kernel, bandwidth, particle_weights, target_weights, noise, seed, progress,
     cancel, trace_every : as in :func:`dp_core.flows.mmd.run_mmd_flow`. Target weights must be
