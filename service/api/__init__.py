@@ -9,6 +9,7 @@ __all__ = ["ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     keys.router,
+    keys.me_router,
     datasets.router,
     releases.router,
     jobs.router,

@@ -2,9 +2,10 @@
 
 ``api`` is a TestClient over ``create_app`` on a fresh SQLite file (kernel warm-up off).
 ``live`` is a real ``privflow serve`` subprocess on a free loopback port, seeded once per
-session by :func:`tests.dashboard.seed.seed`. ``browser`` is Debian's Chromium driven by
+module by :func:`tests.dashboard.seed.seed`. ``browser`` is Debian's Chromium driven by
 Playwright (``executable_path=/usr/bin/chromium``; Playwright's own browser downloads are not
-used). Without Chromium the browser tests fail, unless ``PRIVFLOW_TEST_BROWSER=skip``.
+used). Without Chromium the browser tests fail, unless ``PRIVFLOW_TEST_BROWSER=skip``. Both
+are module-scoped, so the server and Playwright's event loop are gone before other tests run.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Live:
         return self.server.base_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     server = start_server(tmp_path_factory.mktemp("dashboard-server"))
     try:
@@ -71,7 +72,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         message = (

@@ -1,4 +1,4 @@
-"""The API the dashboard reads: ``/v1/keys/me``, dataset grants and the ledger's composition."""
+"""The API the dashboard reads: ``/v1/me``, dataset grants and the ledger's composition."""
 
 from __future__ import annotations
 
@@ -61,18 +61,18 @@ def _problem(response: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-# --------------------------------------------------------------------------- /v1/keys/me
+# --------------------------------------------------------------------------- /v1/me
 
 
 def test_me_names_the_calling_key(api: TestClient, admin: dict[str, str]) -> None:
-    assert api.get("/v1/keys/me", headers=admin).json()["role"] == "admin"
+    assert api.get("/v1/me", headers=admin).json()["role"] == "admin"
     key_id, headers = _analyst(api, admin, "alice")
-    me = api.get("/v1/keys/me", headers=headers).json()
+    me = api.get("/v1/me", headers=headers).json()
     assert me["id"] == key_id and me["name"] == "alice" and me["role"] == "analyst"
     assert "key" not in me  # the secret is shown once, at creation only
-    _problem(api.get("/v1/keys/me"), 401, "unauthenticated")
+    _problem(api.get("/v1/me"), 401, "unauthenticated")
     api.delete(f"/v1/keys/{key_id}", headers=admin)
-    _problem(api.get("/v1/keys/me", headers=headers), 401, "unauthenticated")
+    _problem(api.get("/v1/me", headers=headers), 401, "unauthenticated")
 
 
 # --------------------------------------------------------------------------- grants

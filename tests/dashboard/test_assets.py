@@ -86,7 +86,7 @@ def test_the_page_is_not_part_of_the_api_document(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/dashboard")]
     for added in (
-        "/v1/keys/me",
+        "/v1/me",
         "/v1/datasets/{dataset_id}/grants",
         "/v1/datasets/{dataset_id}/composition",
     ):

@@ -83,10 +83,16 @@ CONTRAST_JS = """() => {
 }"""
 
 
+def _loaded(tab: Tab, dataset_id: str | None = None) -> None:
+    """Wait until a dataset's view, its composition included, is on the page."""
+    scope = f'.dataset[data-dataset-id="{dataset_id}"]' if dataset_id else ".dataset"
+    tab.page.wait_for_selector(f"{scope} #composition svg.chart")
+
+
 def _sign_in(tab: Tab, key: str) -> None:
     tab.page.fill("#api-key", key)
     tab.page.press("#api-key", "Enter")
-    tab.page.wait_for_selector(".dataset[data-dataset-id]")
+    _loaded(tab)
 
 
 def _api(live: Live, key: str, path: str) -> Any:
@@ -217,7 +223,7 @@ def test_an_exhausted_budget_is_an_alert(open_tab: Any, live: Live) -> None:
     _sign_in(tab, seeded.keys["alice"]["key"])
     visits = seeded.datasets["visits"]
     tab.page.select_option("#dataset-select", visits)
-    tab.page.wait_for_selector(f'.dataset[data-dataset-id="{visits}"]')
+    _loaded(tab, visits)
     alert = tab.page.locator("#budget .alert")
     assert alert.get_attribute("data-state") == "exhausted"
     assert alert.get_attribute("role") == "alert"
@@ -234,7 +240,7 @@ def test_sign_in_and_certificate_work_from_the_keyboard(open_tab: Any, live: Liv
     _tab_to(tab, "#api-key")
     page.keyboard.type(ADMIN_KEY)
     page.keyboard.press("Enter")
-    page.wait_for_selector(".dataset[data-dataset-id]")
+    _loaded(tab)
 
     _tab_to(tab, "#ledger button[data-release-id]")
     outline = page.evaluate(
@@ -329,7 +335,7 @@ def test_the_key_lives_in_this_tab_only(open_tab: Any, live: Live) -> None:
     assert storage == [ADMIN_KEY, 0]
     assert page.context.cookies() == []
     page.reload()
-    page.wait_for_selector(".dataset[data-dataset-id]")  # restored from this tab's session
+    _loaded(tab)  # restored from this tab's session
     other = page.context.new_page()  # same browser, another tab: not signed in
     other.goto(f"{live.url}/dashboard")
     assert other.is_visible("#sign-in") and not other.is_visible("#app")

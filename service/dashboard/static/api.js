@@ -65,7 +65,7 @@ export function createClient(key) {
 
   const ds = (id) => `/v1/datasets/${encodeURIComponent(id)}`;
   return {
-    me: () => get("/v1/keys/me"),
+    me: () => get("/v1/me"),
     keys: () => all("/v1/keys"),
     datasets: () => all("/v1/datasets"),
     dataset: (id) => get(ds(id)),

@@ -4,7 +4,7 @@
 import { ApiError, createClient, keyStore } from "./api.js";
 import { renderCertificate } from "./certificate.js";
 import { clear, h } from "./dom.js";
-import { datasetView } from "./views.js";
+import { compositionError, compositionView, datasetView } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -106,18 +106,29 @@ async function loadDataset(id) {
   const load = ++state.loads;
   announce("Loading the dataset…");
   try {
-    const [dataset, ledger, grants, composition] = await Promise.all([
+    const pending = client.composition(id);
+    pending.catch(() => {}); // handled below, once the rest is shown
+    const [dataset, ledger, grants] = await Promise.all([
       client.dataset(id),
       client.ledger(id),
       client.grants(id),
-      client.composition(id),
     ]);
     if (load !== state.loads || state.client !== client) return; // a newer load or sign-out won
-    const view = datasetView({ dataset, ledger, grants, composition }, me, names, openCertificate);
+    const view = datasetView({ dataset, ledger, grants }, me, names, openCertificate);
     clear($("dataset")).append(view.node);
     state.charts = view.charts;
     drawCharts(true);
     announce(`Showing ${dataset.name}: ${ledger.length} ledger ${ledger.length === 1 ? "entry" : "entries"}.`);
+    let part;
+    try {
+      part = compositionView(await pending);
+    } catch (error) {
+      part = { node: compositionError(`Could not load the composition: ${describe(error)}`), charts: [] };
+    }
+    if (load !== state.loads || state.client !== client) return;
+    $("composition").replaceWith(part.node);
+    state.charts = [...state.charts, ...part.charts];
+    for (const chart of part.charts) chart.box.replaceChildren(chart.draw(chart.box.clientWidth));
   } catch (error) {
     if (load === state.loads) announce(`Could not load the dataset: ${describe(error)}`);
   }

@@ -308,8 +308,9 @@ function ledgerSection(ledger, me, names, onCertificate) {
 }
 
 /**
- * The view of one dataset. Returns {node, charts}; draw each chart into its box once the node
- * is in the document (charts take their container's width).
+ * The view of one dataset, with the composition section still loading (its conversion may
+ * take a moment on a fresh server). Returns {node, charts}; draw each chart into its box once
+ * the node is in the document (charts take their container's width).
  */
 export function datasetView(data, me, names, onCertificate) {
   const charts = [];
@@ -320,8 +321,19 @@ export function datasetView(data, me, names, onCertificate) {
     budgetSection(data.dataset),
     spendSection(data.dataset, data.ledger, data.grants, me, charts),
     analystsSection(data.dataset, data.grants, me, names),
-    compositionSection(data.composition, charts),
+    section("composition", "Composition", h("p", { class: "hint" }, "Loading the composition…")),
     ledgerSection(data.ledger, me, names, onCertificate),
   );
   return { node, charts };
+}
+
+/** The composition section for `composition`; returns {node, charts} like datasetView. */
+export function compositionView(composition) {
+  const charts = [];
+  return { node: compositionSection(composition, charts), charts };
+}
+
+/** The composition section when the API refused or failed: the reason, in words. */
+export function compositionError(message) {
+  return section("composition", "Composition", h("p", { class: "error" }, message));
 }
