@@ -62,7 +62,12 @@ class JobPool:
             self._in_use -= 1
 
     def submit(self, slot: Slot, work: Callable[[], T]) -> Future[T]:
-        """Run ``work`` on a worker; the slot is released when it finishes."""
+        """Run ``work`` on a worker; the slot is released when it finishes.
+
+        The returned future only reports: cancelling it (a request handler cancelled while the
+        work waits in the queue, e.g. its client timed out) does not cancel the work, which
+        was admitted and charged and must still run and record its outcome.
+        """
 
         def run() -> T:
             start = time.perf_counter()
@@ -74,10 +79,27 @@ class JobPool:
                 slot.release()
 
         try:
-            return self._executor.submit(run)
+            queued = self._executor.submit(run)
         except RuntimeError:
             slot.release()
             raise
+        report: Future[T] = Future()
+
+        def forward(done: Future[T]) -> None:
+            if done.cancelled():  # only shutdown(cancel_futures=True): run() never started
+                slot.release()
+                report.cancel()
+                return
+            if not report.set_running_or_notify_cancel():
+                return  # nobody waits for the answer any more
+            error = done.exception()
+            if error is not None:
+                report.set_exception(error)
+            else:
+                report.set_result(done.result())
+
+        queued.add_done_callback(forward)
+        return report
 
     def retry_after(self) -> int:
         """Seconds until a slot is likely free: queue length x mean recent duration / workers."""
