@@ -10,6 +10,8 @@ carries exception text: it could hold private values) to that shape.
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -175,6 +177,31 @@ def _status_code_for(exc: StarletteHTTPException) -> tuple[int, str]:
     )
 
 
+@lru_cache(maxsize=256)
+def _template_regex(template: str) -> re.Pattern[str]:
+    """``/v1/jobs/{job_id}`` -> a pattern matching one path segment per parameter."""
+    parts = re.split(r"\{[^/{}]+\}", template)
+    return re.compile("[^/]+".join(re.escape(part) for part in parts))
+
+
+def _allow_header(request: Request, headers: dict[str, str] | None) -> dict[str, str] | None:
+    """A 405's ``Allow`` lists every method of the resource (RFC 9110 §15.5.6).
+
+    Starlette names only the methods of the first route whose path matched, so a path served by
+    two routes (``GET`` and ``POST /v1/keys``) would advertise one of them; the OpenAPI document
+    knows them all. Undocumented paths keep Starlette's header.
+    """
+    methods = [
+        method.upper()
+        for template, operations in request.app.openapi().get("paths", {}).items()
+        if _template_regex(template).fullmatch(request.scope.get("path", ""))
+        for method in operations
+    ]
+    if not methods:
+        return headers
+    return {**(headers or {}), "Allow": ", ".join(dict.fromkeys(methods))}
+
+
 def _count_refusal(request: Request, code: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
@@ -213,7 +240,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status, code = _status_code_for(exc)
         _count_refusal(request, code)
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(code, code)
-        return problem_response(status, code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if status == 405:
+            headers = _allow_header(request, headers)
+        return problem_response(status, code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
