@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -163,10 +164,16 @@ class DrMMDFlow:
 
     # ----------------------------------------------------------------------- linear algebra
     def solver(self, kernel: FlowKernel | None = None) -> TargetSolver:
-        """The target solver for ``kernel`` (default: the flow's full kernel)."""
-        k = self.kernel if kernel is None else kernel
+        """The target solver for ``kernel``; the flow's full kernel's is built once and kept."""
+        if kernel is None or kernel is self.kernel:
+            return self._full_solver
         fixed = None if self.adaptive else self.lmbda
-        return TargetSolver.build(k.gram(self.targets), self.target_weights, fixed)
+        return TargetSolver.build(kernel.gram(self.targets), self.target_weights, fixed)
+
+    @cached_property
+    def _full_solver(self) -> TargetSolver:
+        fixed = None if self.adaptive else self.lmbda
+        return TargetSolver.build(self.kernel.gram(self.targets), self.target_weights, fixed)
 
     def evaluate(
         self,
@@ -210,22 +217,14 @@ class DrMMDFlow:
         step leave it so); with a minibatch kernel each step recomputes it on its batch.
         """
         y, b, s = self.targets, self.target_weights, self.step_size
-        fixed_solver: list[TargetSolver] = []
         noise_buffer: list[FloatArray] = []
-
-        def solver_for(kernel: FlowKernel) -> TargetSolver:
-            if kernel is not self.kernel:  # minibatch kernel: refactorise (small M)
-                return self.solver(kernel)
-            if not fixed_solver:
-                fixed_solver.append(self.solver())
-            return fixed_solver[0]
 
         def step(state: DrMMDState) -> tuple[DrMMDState, DrMMDInfo]:
             z, a, lam, t = state.particles, state.weights, state.lmbda, state.steps_done
             kernel = self.kernel.for_step(t)
             value = state.value
             if kernel is not self.kernel:  # minibatch kernel: this step's batch
-                value = self.evaluate(z, a, lam, kernel, solver_for(kernel))
+                value = self.evaluate(z, a, lam, kernel, self.solver(kernel))
             gamma = max(lam * s, self.min_step) if self.adaptive else lam * s
             prefactor = 2.0 * (1.0 + lam) / lam
             beta = self.noise.at(t)
@@ -247,7 +246,7 @@ class DrMMDFlow:
             new_value = value  # a minibatch kernel recomputes it at the next step
             next_kernel = self.kernel.for_step(t + 1)
             if next_kernel is self.kernel or self.adaptive:
-                solver = solver_for(next_kernel)
+                solver = self.solver(next_kernel)
                 new_value = self.evaluate(z, a, lam, next_kernel, solver, self.adaptive)
                 if self.adaptive:  # (F 14): DrMMD at λ_n of the new particles
                     ratio = max(new_value.drmmd, 0.0) / state.drmmd0 if state.drmmd0 > 0 else 0.0
