@@ -1,7 +1,7 @@
 """Real ``privflow serve`` processes for end-to-end tests.
 
 :class:`ServerProcess` starts ``python -m service.cli serve`` on a free loopback port, with the
-store at ``database_url`` (SQLite file or PostgreSQL), a known bootstrap admin key and kernel
+store at ``database_url`` (SQLite file or PostgreSQL), the given bootstrap admin key, kernel
 warm-up off unless asked for, its stdout and stderr going to a log file. Used as a context
 manager it waits until ``GET /readyz`` answers 200 and, on exit, stops the process (SIGTERM,
 then SIGKILL) and reaps it, so no server outlives its test. :meth:`ServerProcess.kill` is the
@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -84,6 +85,8 @@ class ServerProcess:
         }
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.readyz_answers: list[tuple[int, Any]] = []
+        """(status, JSON body) of every ``/readyz`` answer seen while waiting, oldest first."""
 
     @property
     def base_url(self) -> str:
@@ -127,10 +130,13 @@ class ServerProcess:
             if self.process is None or self.process.poll() is not None:
                 raise ServerStartError(f"privflow serve exited early\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2.0).status_code == 200:
-                    return
+                answer = httpx.get(f"{self.base_url}/readyz", timeout=2.0)
             except httpx.TransportError:
                 pass
+            else:
+                self.readyz_answers.append((answer.status_code, answer.json()))
+                if answer.status_code == 200:
+                    return
             time.sleep(0.1)
         raise ServerStartError(f"privflow serve not ready after {timeout:.0f} s\n{self.log_tail()}")
 
@@ -153,7 +159,7 @@ class ServerProcess:
         process, self.process = self.process, None
         if process is None:
             return
-        os.kill(process.pid, signal.SIGKILL)
+        process.send_signal(signal.SIGKILL)  # a no-op once the process is reaped
         process.wait()
 
     def log_tail(self, lines: int = 40) -> str:
