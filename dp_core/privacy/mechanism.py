@@ -119,6 +119,12 @@ class ExponentialMechanism:
             raise InvalidParameter("n_samples", f"must be an integer in [1, {MAX_SAMPLES}]")
         per_sample = self.epsilon / n_samples
         sens = self.utility.sensitivity(self.neighbouring, self.n_max)
+        if not all(
+            math.isfinite(value) and value > 0 for value in (sens.delta_osc, sens.range_bound)
+        ):  # e.g. a clip whose square underflows: no finite λ, no certificate
+            raise InvalidParameter(
+                "utility", "its sensitivity is not a positive finite number (clip or domain)"
+            )
         charge = Charge.bounded_range(self.epsilon)
         if self.method == "exact":
             # The implemented loss (-log b)·Δ̃_osc of (31) is at most the per-sample ε; the

@@ -12,6 +12,7 @@ is visible in the signature: nothing here can see a record.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,10 @@ def shk_schedule(
     n_steps = max(1, math.ceil(t_cert / h - 1e-12)) if t_cert > 0 else 0
     flow_time = t_cert
     step = flow_time / n_steps if n_steps else h
+    bandwidth = default_bandwidth(domain, n)
+    if not (math.isfinite(bandwidth) and bandwidth * bandwidth >= sys.float_info.min):
+        # The kernels divide by h²; a subnormal h² fails inside the run, after the charge.
+        raise InvalidParameter("utility", "the parameter domain is too small for the sampler")
     beta = route_c_beta(flow_time, lam, sensitivity)
     if beta > epsilon * (1.0 + 1e-12):  # (10) guarantees this; a failure is a bug, fail closed
         raise AssertionError("schedule violates (10): beta_C(t_cert) > epsilon")
@@ -84,5 +89,5 @@ def shk_schedule(
         step_size=step,
         n_steps=n_steps,
         particles=n,
-        bandwidth=default_bandwidth(domain, n),
+        bandwidth=bandwidth,
     )
