@@ -224,7 +224,7 @@ class DrMMDFlow:
             kernel = self.kernel.for_step(t)
             value = state.value
             if kernel is not self.kernel:  # minibatch kernel: this step's batch
-                value = self.evaluate(z, a, lam, kernel, self.solver(kernel))
+                value = self.evaluate(z, a, lam, kernel, self.solver(kernel), False)
             gamma = max(lam * s, self.min_step) if self.adaptive else lam * s
             prefactor = 2.0 * (1.0 + lam) / lam
             beta = self.noise.at(t)
