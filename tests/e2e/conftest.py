@@ -11,17 +11,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.api import EXACT_RELEASE, warm_up
-from tests.e2e.server import ServerProcess, ServerSet
+from tests.e2e.server import Serve, ServerProcess, ServerSet
 from tests.postgres_server import PostgresServer
 from tests.service.conftest import ADMIN_KEY
-
-Serve = Callable[..., ServerProcess]
 
 
 @pytest.fixture

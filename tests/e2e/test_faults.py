@@ -25,8 +25,7 @@ from tests.e2e.api import (
     grant,
     ledger,
 )
-from tests.e2e.conftest import Serve
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import Serve, ServerProcess
 
 LONG_RELEASE: dict[str, Any] = {
     "utility": QUANTILE,

@@ -8,7 +8,7 @@ release then finds its kernels ready.
 from __future__ import annotations
 
 from tests.e2e.api import ADMIN, CHEAP_RELEASE, FIRST_RELEASE_TIMEOUT_S, create_dataset
-from tests.e2e.conftest import Serve
+from tests.e2e.server import Serve
 
 
 def test_ready_once_the_kernels_are_warm(sqlite_url: str, serve: Serve) -> None:
