@@ -145,8 +145,11 @@ def _read_budgets(store: Store, readiness: Readiness) -> list[tuple[str, dict[st
 def _warm_kernels(readiness: Readiness, metrics: Metrics) -> None:
     """Compile every served kernel signature, then mark the app ready; on error stay not ready."""
     try:
+        # The certificates' (ε, δ) conversion needs opacus (it imports torch: ~5 s). It is
+        # imported lazily inside dp_core.privacy.accounting, so import it here, not in a release.
+        from opacus.accountants.analysis import rdp  # noqa: F401
+
         from dp_core import engine  # imports Numba: kept off the import path of the app
-        from dp_core.privacy import mechanism  # noqa: F401  (imports opacus, ~5 s, once)
 
         report = engine.warm()
     except Exception:
