@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -118,6 +119,10 @@ class ExponentialMechanism:
         if not (isinstance(n_samples, int) and 1 <= n_samples <= MAX_SAMPLES):
             raise InvalidParameter("n_samples", f"must be an integer in [1, {MAX_SAMPLES}]")
         per_sample = self.epsilon / n_samples
+        if per_sample < sys.float_info.min:  # subnormal: the accounting loses its precision
+            raise InvalidParameter(
+                "epsilon", f"per sample must be at least {sys.float_info.min:.3g}"
+            )
         sens = self.utility.sensitivity(self.neighbouring, self.n_max)
         if not all(
             math.isfinite(value) and value > 0 for value in (sens.delta_osc, sens.range_bound)

@@ -69,6 +69,10 @@ def shk_schedule(
     if not (math.isfinite(h) and 1e-4 <= h <= 1.0):
         raise InvalidParameter("sampler.step_size", "must lie in [1e-4, 1]")
     lam = (1.0 - slack) * epsilon / sensitivity.delta_osc
+    if epsilon < sys.float_info.min or 0.0 < lam < sys.float_info.min:
+        # Subnormal ε or λ lose the relative precision that (10)'s slack relies on: the check
+        # below would fail (an internal error) instead of refusing the request.
+        raise InvalidParameter("epsilon", "is too small for this utility's sensitivity")
     ratio = 2.0 * (1.0 - slack) * sensitivity.range_bound / (slack * sensitivity.delta_osc)
     t_cert = max(0.0, math.log(ratio)) if ratio > 0 else 0.0
     n_steps = max(1, math.ceil(t_cert / h - 1e-12)) if t_cert > 0 else 0
