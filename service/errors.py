@@ -166,6 +166,7 @@ def _field_name(
 
 def _status_code_for(exc: StarletteHTTPException) -> tuple[int, str]:
     return {
+        400: (422, "invalid_request"),  # FastAPI: a body it cannot decode (API.md: always 422)
         401: (401, "unauthenticated"),
         403: (403, "forbidden"),
         404: (404, "not_found"),
