@@ -4,16 +4,20 @@
   PostgreSQL database: keys are looked up on every request, nothing is cached.
 - The same ``Idempotency-Key`` sent several times at once (to one process, or split between
   two), then again afterwards, gets the first response every time and charges once.
+- A client that gives up waiting (read timeout, connection closed) does not stop its charged
+  release: it finishes, and a retry with the same ``Idempotency-Key`` gets its samples.
 """
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.e2e.api import (
     ADMIN,
     CHEAP_RELEASE,
     FIRST_RELEASE_TIMEOUT_S,
+    QUANTILE,
     create_analyst,
     create_dataset,
     dataset,
@@ -90,3 +94,25 @@ def test_an_idempotent_retry_charges_once(request: pytest.FixtureRequest, topolo
         stored = client.get(f"/v1/releases/{first['release_id']}", headers=ADMIN)
         assert stored.status_code == 200
         assert stored.json()["samples"] == first["samples"]
+
+
+def test_a_client_that_gives_up_still_gets_its_release_on_retry(
+    sqlite_server: ServerProcess,
+) -> None:
+    with sqlite_server.client(timeout=FIRST_RELEASE_TIMEOUT_S) as client:
+        ds = create_dataset(client, epsilon=10.0)
+        key_id, analyst = create_analyst(client)
+        grant(client, ds["id"], key_id)
+        path = f"/v1/datasets/{ds['id']}/samples"
+        headers = {**analyst, "Idempotency-Key": "gave-up-1"}
+        slow = {"utility": QUANTILE, "epsilon": 0.5, "sampler": {"particles": 1000}}  # seconds
+
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(path, json=slow, headers=headers, timeout=0.25)
+        retry = client.post(path, json=slow, headers=headers)
+
+        assert retry.status_code == 201, retry.text
+        [entry] = ledger(client, ds["id"])
+        assert entry["release_id"] == retry.json()["release_id"]
+        assert entry["status"] == "succeeded"
+        assert dataset(client, ds["id"])["budget"]["spent"] == {"epsilon": 0.5, "delta": 0.0}
