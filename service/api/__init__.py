@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from service.api import datasets, health, jobs, keys, releases
+from service.api import datasets, flows, health, jobs, keys, memories, releases
 
 __all__ = ["ROUTERS"]
 
@@ -13,4 +13,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     datasets.router,
     releases.router,
     jobs.router,
+    flows.router,
+    memories.router,
 )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
+from service.actions.outcome import Started
 from service.errors import PROBLEM_MEDIA_TYPE
 from service.store.common import MAX_PAGE
 
-__all__ = ["Cursor", "Limit", "problems"]
+__all__ = ["Cursor", "Limit", "answer", "problems"]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 Cursor = Annotated[
@@ -37,3 +41,17 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+async def answer(started: Started) -> JSONResponse:
+    """The HTTP response for an action's outcome, awaiting its work when it is still running."""
+    outcome = started.outcome
+    if outcome is None:
+        assert started.future is not None
+        outcome = await asyncio.wrap_future(started.future)
+    return JSONResponse(
+        jsonable_encoder(outcome.body),
+        status_code=outcome.status,
+        media_type=PROBLEM_MEDIA_TYPE if outcome.status >= 400 else None,
+        headers=outcome.headers,
+    )

@@ -26,7 +26,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-__all__ = ["datasets", "grants", "idempotency", "jobs", "keys", "ledger", "metadata", "releases"]
+__all__ = [
+    "datasets",
+    "grants",
+    "idempotency",
+    "jobs",
+    "keys",
+    "ledger",
+    "memories",
+    "metadata",
+    "releases",
+]
 
 metadata = MetaData()
 
@@ -156,5 +166,20 @@ idempotency = Table(
     Column("status_code", Integer, nullable=True),
     Column("response", JSON, nullable=True),
     Column("release_id", ID, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memories = Table(
+    "memories",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", ID, nullable=False, unique=True),
+    Column("key_id", ID, ForeignKey("keys.id"), nullable=False),
+    Column("blur", Float, nullable=False),
+    Column("beta", Float, nullable=False),
+    Column("n_patterns", Integer, nullable=False),
+    Column("dim", Integer, nullable=False),
+    # Public point clouds: [{"points": [[...]], "weights": [...] | null}, ...]
+    Column("patterns", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -1,0 +1,159 @@
+"""Flow actions: MMD and DrMMD flows on caller-supplied (public) point clouds.
+
+Each request becomes a :data:`~service.actions.work.WorkFn` run in the worker pool by
+:func:`~service.actions.work.start_work`, synchronously or as a job. Inputs are public, so the
+answer carries the trace, the seed actually used (a fresh one when none was sent) and timings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dp_core.flows.base import RunResult
+from dp_core.flows.drmmd import DEFAULT_LAMBDA, run_drmmd_flow
+from dp_core.flows.mmd import run_mmd_flow
+from dp_core.flows.witness import NoiseSchedule
+from service.actions.outcome import Started
+from service.actions.work import CancelFn, ProgressFn, start_work
+from service.context import ServiceContext
+from service.errors import ApiError
+from service.schemas.flows import DrMMDRequest, FlowOptions, MMDRequest
+from service.store.keys import KeyRecord
+
+__all__ = [
+    "DEFAULT_MMD_STEP",
+    "as_cloud",
+    "check_points",
+    "flow_answer",
+    "start_drmmd",
+    "start_mmd",
+    "trace_every",
+]
+
+DEFAULT_MMD_STEP = 0.1
+"""γ of (F 7) when the request names none."""
+DEFAULT_DRMMD_STEP = 1.0
+"""s of (F 13) when the request names none (γ = λ s)."""
+TRACE_ROWS = 50
+
+
+def as_cloud(points: list[list[float]], field: str) -> np.ndarray:
+    """A (n, d) float64 array; 422 naming ``field`` when rows differ in length."""
+    width = len(points[0])
+    for i, row in enumerate(points):
+        if len(row) != width:
+            raise ApiError.invalid(f"{field}[{i}]", f"expected {width} coordinates like row 0")
+    return np.ascontiguousarray(points, dtype=np.float64)
+
+
+def check_points(ctx: ServiceContext, *clouds: list[list[float]]) -> None:
+    """413 when the request carries more points than the ``max_points`` setting."""
+    total = sum(len(c) for c in clouds)
+    if total > ctx.settings.max_points:
+        raise ApiError(413, "too_large", f"At most {ctx.settings.max_points} points per request.")
+
+
+def trace_every(options: FlowOptions) -> int:
+    return options.record_every or max(1, options.steps // TRACE_ROWS)
+
+
+def flow_answer(run: RunResult[Any], seconds: float) -> dict[str, Any]:
+    """API.md's flow result: particles, trace, seconds, plus the seed and run description."""
+    description = run.description.as_dict()
+    return {
+        "particles": np.asarray(run.particles).tolist(),
+        "trace": run.trace,
+        "seconds": seconds,
+        "seed": description.get("seed"),
+        "description": description,
+    }
+
+
+def _timed(run: Callable[[], RunResult[Any]]) -> dict[str, Any]:
+    start = time.perf_counter()
+    result = run()
+    return flow_answer(result, time.perf_counter() - start)
+
+
+def _dims_agree(source: np.ndarray, target: np.ndarray) -> None:
+    if source.shape[1] != target.shape[1]:
+        raise ApiError.invalid("target", "source and target points must have the same dimension")
+
+
+def start_mmd(
+    ctx: ServiceContext, key: KeyRecord, body: MMDRequest, idem_key: str | None, digest: str
+) -> Started:
+    check_points(ctx, body.source, body.target)
+    source, target = as_cloud(body.source, "source"), as_cloud(body.target, "target")
+    _dims_agree(source, target)
+
+    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
+        return _timed(
+            lambda: run_mmd_flow(
+                source,
+                target,
+                step_size=body.step_size or DEFAULT_MMD_STEP,
+                n_steps=body.steps,
+                kernel=body.kernel.name,
+                bandwidth=body.kernel.bandwidth,
+                noise=NoiseSchedule(level=body.noise_level),
+                seed=body.seed,
+                progress=progress,
+                cancel=cancel,
+                trace_every=trace_every(body),
+            )
+        )
+
+    return start_work(
+        ctx,
+        key,
+        "mmd",
+        work,
+        run_async=body.run_async,
+        idem_key=idem_key,
+        digest=digest,
+        particle_steps=source.shape[0] * body.steps,
+    )
+
+
+def start_drmmd(
+    ctx: ServiceContext, key: KeyRecord, body: DrMMDRequest, idem_key: str | None, digest: str
+) -> Started:
+    check_points(ctx, body.source, body.target)
+    source, target = as_cloud(body.source, "source"), as_cloud(body.target, "target")
+    _dims_agree(source, target)
+    adaptive = body.lambda_ == "adaptive"
+    lmbda = DEFAULT_LAMBDA if adaptive else float(body.lambda_)
+
+    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
+        return _timed(
+            lambda: run_drmmd_flow(
+                source,
+                target,
+                step_size=body.step_size or DEFAULT_DRMMD_STEP,
+                n_steps=body.steps,
+                lmbda=lmbda,
+                adaptive=adaptive,
+                kernel=body.kernel.name,
+                bandwidth=body.kernel.bandwidth,
+                seed=body.seed,
+                progress=progress,
+                cancel=cancel,
+                trace_every=trace_every(body),
+            )
+        )
+
+    return start_work(
+        ctx,
+        key,
+        "drmmd",
+        work,
+        run_async=body.run_async,
+        idem_key=idem_key,
+        digest=digest,
+        particle_steps=source.shape[0] * body.steps,
+    )

@@ -1,0 +1,165 @@
+"""Flow and memory endpoints end to end through the app: results, reproducibility, jobs, errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service.conftest import create_analyst
+
+
+def _clouds(seed: int = 0, n: int = 40, m: int = 50) -> tuple[list[list[float]], list[list[float]]]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)).tolist(), (rng.normal(size=(m, 2)) + 1.5).tolist()
+
+
+def _wait(client: TestClient, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def test_mmd_flow_decreases_mmd_and_is_reproducible(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    source, target = _clouds()
+    body = {"source": source, "target": target, "kernel": {"bandwidth": 1.0}, "steps": 60}
+    first = client.post("/v1/flows/mmd", json={**body, "seed": 7}, headers=admin)
+    assert first.status_code == 200, first.text
+    result = first.json()
+    trace = [row["mmd2"] for row in result["trace"]]
+    assert result["trace"][0]["step"] == 0 and result["trace"][-1]["step"] == 60
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(trace))  # plain flow
+    assert trace[-1] < 0.7 * trace[0]
+    assert np.asarray(result["particles"]).shape == (40, 2)
+    again = client.post("/v1/flows/mmd", json={**body, "seed": 7}, headers=admin).json()
+    assert again["particles"] == result["particles"]  # bit for bit
+    assert result["seed"] == 7
+    noisy = client.post(
+        "/v1/flows/mmd", json={**body, "seed": 7, "noise_level": 0.5}, headers=admin
+    ).json()
+    assert noisy["particles"] != result["particles"]
+    unseeded = client.post("/v1/flows/mmd", json=body, headers=admin).json()
+    assert isinstance(unseeded["seed"], int)  # the seed used is returned so a run can be replayed
+
+
+def test_drmmd_flow_reports_its_metrics(client: TestClient, admin: dict[str, str]) -> None:
+    source, target = _clouds(1)
+    for lam in (0.01, "adaptive"):
+        response = client.post(
+            "/v1/flows/drmmd",
+            json={"source": source, "target": target, "kernel": {"bandwidth": 1.0},
+                  "steps": 40, "seed": 1, "lambda": lam},
+            headers=admin,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        trace = response.json()["trace"]
+        assert {"drmmd", "mmd2", "lambda"} <= set(trace[-1])
+        assert trace[-1]["drmmd"] < trace[0]["drmmd"]
+
+
+def test_flow_inputs_are_validated(
+    make_settings: Callable[..., Settings], admin: dict[str, str]
+) -> None:
+    with TestClient(create_app(make_settings(max_points=60))) as client:
+        source, target = _clouds(n=40, m=50)
+        cases = [
+            ({"target": [[1.0, 2.0, 3.0]]}, 422, "target"),
+            ({"source": [[0.0, 1.0], [2.0]]}, 422, "source[1]"),
+            ({"kernel": {"bandwidth": -1.0}}, 422, "kernel.bandwidth"),
+            ({"kernel": {"name": "cosine", "bandwidth": 1.0}}, 422, "kernel.name"),
+            ({"steps": -1}, 422, "steps"),
+            ({"source": [[float("nan"), 0.0]]}, 422, None),
+        ]
+        base = {"source": source[:5], "target": target[:5], "kernel": {"bandwidth": 1.0}}
+        for change, status, field in cases:
+            response = client.post(
+                "/v1/flows/mmd",
+                content=json.dumps({**base, **change}),
+                headers={**admin, "content-type": "application/json"},
+            )
+            assert response.status_code == status, (change, response.text)
+            problem = response.json()
+            assert response.headers["content-type"].startswith("application/problem+json")
+            if field is not None:
+                assert field in [e["field"] for e in problem["errors"]], (change, problem)
+        too_many = client.post(
+            "/v1/flows/mmd",
+            json={"source": source, "target": target, "kernel": {"bandwidth": 1.0}},
+            headers=admin,
+        )
+        assert too_many.status_code == 413 and too_many.json()["code"] == "too_large"
+
+
+def test_flow_job_and_idempotent_retry(client: TestClient, admin: dict[str, str]) -> None:
+    source, target = _clouds(2)
+    body = {"source": source, "target": target, "kernel": {"bandwidth": 1.0}, "steps": 30,
+            "seed": 5}  # fmt: skip
+    sync = client.post("/v1/flows/mmd", json=body, headers=admin).json()
+    accepted = client.post("/v1/flows/mmd", json={**body, "async": True}, headers=admin)
+    assert accepted.status_code == 202
+    job = _wait(client, accepted.json()["job_id"], admin)
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    assert job["result"]["particles"] == sync["particles"]
+    headers = {**admin, "Idempotency-Key": "flow-1"}
+    first = client.post("/v1/flows/mmd", json=body, headers=headers)
+    second = client.post("/v1/flows/mmd", json=body, headers=headers)
+    assert first.json() == second.json()  # the stored answer, timings included
+    conflict = client.post("/v1/flows/mmd", json={**body, "steps": 31}, headers=headers)
+    assert conflict.status_code == 422 and conflict.json()["code"] == "idempotency_conflict"
+
+
+def test_memory_retrieves_the_pattern_a_noisy_query_came_from(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    rng = np.random.default_rng(3)
+    patterns = [{"points": (rng.normal(size=(15, 2)) + 5.0 * k).tolist()} for k in range(3)]
+    created = client.post(
+        "/v1/memories", json={"patterns": patterns, "blur": 0.5, "beta": 1.0}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    memory_id = created.json()["memory_id"]
+    assert created.json()["n_patterns"] == 3
+    for k in range(3):
+        noisy = np.asarray(patterns[k]["points"]) + rng.normal(scale=0.4, size=(15, 2))
+        query = {"points": rng.permutation(noisy).tolist()}
+        response = client.post(
+            f"/v1/memories/{memory_id}/retrieve", json={"query": query, "steps": 8}, headers=admin
+        )
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["nearest_pattern"] == k
+        assert abs(sum(result["weights"]) - 1.0) < 1e-9 and min(result["weights"]) >= 0
+        energy = result["energy_trace"]
+        assert len(energy) == 9 and all(b <= a + 1e-12 for a, b in itertools.pairwise(energy))
+        assert np.argmin(result["divergences"]) == k
+    _, analyst = create_analyst(client)
+    other = client.post(
+        f"/v1/memories/{memory_id}/retrieve", json={"query": {"points": [[0.0, 0.0]]}},
+        headers=analyst,
+    )  # fmt: skip
+    assert other.status_code == 404
+    wrong_dim = client.post(
+        f"/v1/memories/{memory_id}/retrieve", json={"query": {"points": [[0.0]]}}, headers=admin
+    )
+    assert wrong_dim.status_code == 422
+    assert wrong_dim.json()["errors"][0]["field"] == "query.points"
+    bad_weights = client.post(
+        "/v1/memories",
+        json={"patterns": [{"points": [[0.0, 1.0]], "weights": [0.5, 0.5]}], "blur": 0.5},
+        headers=admin,
+    )
+    assert bad_weights.status_code == 422
+    assert bad_weights.json()["errors"][0]["field"] == "patterns[0].weights"
