@@ -5,7 +5,10 @@ The acceptance criterion: 40 parallel releases of ε = 0.5 on a budget of ε = 1
 ledger exactly 20 entries; on SQLite with one process, on PostgreSQL with one process, and with
 two processes sharing one PostgreSQL database. Per-analyst caps hold the same way.
 
-The servers are the session's shared ones (each test makes its own datasets and keys).
+Every burst is gated: the test holds the dataset's row (SQLite: the write lock) until all 40
+requests have been sent, so all of them are in flight at once and reach the charge together;
+``peak_in_flight == 40`` checks that from the client's side. The servers are the session's
+shared ones (each test makes its own datasets and keys).
 Releases use the exact mechanism (NumPy, milliseconds): its charge takes the same path as an
 SHK release's, and it keeps the burst short on a small, shared CI machine.
 """
