@@ -138,7 +138,7 @@ def _sweep_forever(ctx: ServiceContext, stop: threading.Event) -> None:
 def _read_budgets(store: Store, readiness: Readiness) -> list[tuple[str, dict[str, Any]]]:
     if not readiness.store:
         return []
-    with store.transaction() as conn:
+    with store.read() as conn:
         return list_budgets(conn)
 
 

@@ -38,7 +38,7 @@ class RecordsCache:
             if hit is not None:
                 self._items.move_to_end(dataset.id)
                 return hit
-        with store.transaction() as conn:
+        with store.read() as conn:
             records = load_records(conn, dataset).copy()  # own the memory, read-only below
         records.setflags(write=False)
         with self._lock:

@@ -42,7 +42,7 @@ def _api_key(
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or len(secret) > 200:
         raise _UNAUTHENTICATED
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         key = find_active_key(conn, secret)
     if key is None:
         raise _UNAUTHENTICATED

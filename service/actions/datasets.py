@@ -108,7 +108,7 @@ def create_dataset(ctx: ServiceContext, admin: KeyRecord, body: DatasetCreate) -
 
 
 def get_dataset(ctx: ServiceContext, key: KeyRecord, dataset_id: str) -> dict[str, Any]:
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         return dataset_out(visible_dataset(conn, key, dataset_id))
 
 
@@ -116,7 +116,7 @@ def list_datasets(
     ctx: ServiceContext, key: KeyRecord, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     check_page(limit, cursor)
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         rows, next_cursor = store.list_datasets(
             conn, None if key.role == "admin" else key.id, limit, cursor
         )

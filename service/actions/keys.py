@@ -31,7 +31,7 @@ def create_key(ctx: ServiceContext, body: KeyCreate) -> dict[str, Any]:
 
 def list_keys(ctx: ServiceContext, limit: int, cursor: str | None) -> dict[str, Any]:
     check_page(limit, cursor)
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         rows, next_cursor = store.list_keys(conn, limit, cursor)
     return {"items": [key_out(k) for k in rows], "next_cursor": next_cursor}
 

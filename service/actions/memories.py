@@ -73,7 +73,7 @@ def create_memory(ctx: ServiceContext, key: KeyRecord, body: MemoryCreate) -> di
 def _memory(ctx: ServiceContext, key: KeyRecord, memory_id: str) -> SinkhornMemory:
     with _cache_lock:
         cached = _cache.get(memory_id)
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         record = store.get_memory(conn, memory_id)
     if record is None or (key.role != "admin" and record.key_id != key.id):
         raise ApiError(404, "not_found", f"No memory with id {memory_id!r}.")

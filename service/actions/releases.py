@@ -101,7 +101,7 @@ def start_release(
     request_digest: str,
 ) -> StartedRelease:
     """Steps 1-3 above, then submit step 4; see the module docstring."""
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         dataset = visible_dataset(conn, key, dataset_id)
     bound, mechanism, plan = _plan(body, dataset)
     certificate = plan.certificate.as_dict()
@@ -207,7 +207,7 @@ def wait_for_replay(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout:
     """Wait for the first request with this key to finish, then answer what it answered."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with ctx.store.transaction() as conn:
+        with ctx.store.read() as conn:
             seen = idempotency.lookup(conn, key.id, idem_key)
             found = get_release(conn, seen.release_id) if seen and seen.release_id else None
         if seen is not None and seen.status_code is not None and seen.response is not None:
@@ -330,14 +330,14 @@ class _ReleaseRun:
             return self._cancelled
         self._last_poll = now
         assert self.job_id is not None
-        with self.ctx.store.transaction() as conn:
+        with self.ctx.store.read() as conn:
             self._cancelled = jobs.cancel_requested(conn, self.job_id)
         return self._cancelled
 
 
 def get_release_body(ctx: ServiceContext, key: KeyRecord, release_id: str) -> dict[str, Any]:
     """A stored release; analysts read only their own."""
-    with ctx.store.transaction() as conn:
+    with ctx.store.read() as conn:
         found = get_release(conn, release_id)
     if found is None or (key.role != "admin" and found[0].key_id != key.id):
         raise ApiError(404, "not_found", f"No release with id {release_id!r}.")

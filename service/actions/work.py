@@ -103,7 +103,7 @@ def wait_for_answer(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout:
     """The answer of the first request with ``idem_key`` once it has one (else 429 at timeout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with ctx.store.transaction() as conn:
+        with ctx.store.read() as conn:
             seen = idempotency.lookup(conn, key.id, idem_key)
         if seen is not None and seen.status_code is not None and seen.response is not None:
             return Outcome(seen.status_code, seen.response)
@@ -194,7 +194,7 @@ class _WorkRun:
             return self._cancelled
         self._last_poll = now
         assert self.job_id is not None
-        with self.ctx.store.transaction() as conn:
+        with self.ctx.store.read() as conn:
             self._cancelled = jobs.cancel_requested(conn, self.job_id)
         return self._cancelled
 

@@ -42,14 +42,28 @@ class Store:
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
         elif self.dialect == "postgresql":
-            self.engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # More connections than request threads (40, anyio's default) plus the worker pool
+            # and the sweeper, so no request waits on the pool.
+            self.engine = create_engine(
+                self.url, pool_size=20, max_overflow=40, pool_timeout=60, pool_pre_ping=True
+            )
         else:
             raise ValueError(f"unsupported database backend {self.dialect!r}")
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """A read-write transaction (SQLite: ``BEGIN IMMEDIATE``, the write lock up front)."""
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (SQLite: ``BEGIN DEFERRED``; with WAL it never waits for a
+        writer). Writing in it is a programming error: on SQLite it may fail with "locked"."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(privflow_read_only=True)
+            with conn.begin():
+                yield conn
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
@@ -91,6 +105,7 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("privflow_read_only", False)
+        conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
     return engine
