@@ -21,6 +21,7 @@ The student–teacher feature kernel (``dp_core.flows.student_teacher``) is the 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,6 +104,10 @@ class PointKernel:
             raise InvalidParameter("kernel", f"must be one of {sorted(kernels.KERNELS)}")
         if not (math.isfinite(self.bandwidth) and self.bandwidth > 0):
             raise InvalidParameter("bandwidth", "must be finite and positive")
+        if self.bandwidth * self.bandwidth < sys.float_info.min:  # kernels divide by σ²
+            raise InvalidParameter(
+                "bandwidth", f"must be at least {math.sqrt(sys.float_info.min):.3g}"
+            )
         object.__setattr__(self, "code", kernels.KERNELS[self.kind])
 
     def witness(
