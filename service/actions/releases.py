@@ -18,16 +18,15 @@ failures inside the run answer a fixed 500 ``internal`` and log only the excepti
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from dp_core.errors import Cancelled
 from dp_core.privacy.mechanism import ExponentialMechanism, Plan
 from service.actions.access import visible_dataset
+from service.actions.outcome import Outcome, Started
 from service.actions.utilities import BoundUtility, bind_utility
+from service.actions.work import JobHooks, overloaded
 from service.context import ServiceContext
 from service.errors import ApiError, problem_body
 from service.schemas.releases import SampleRequest
@@ -45,33 +44,13 @@ from service.store.ledger import (
     reserve,
 )
 
-__all__ = ["Outcome", "StartedRelease", "get_release_body", "start_release", "wait_for_replay"]
+__all__ = ["get_release_body", "start_release"]
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_SECONDS = 1.0
-CANCEL_POLL_SECONDS = 0.5
 _INTERNAL = problem_body(
     500, "internal", "The release failed inside the service; its charge stands."
 )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A finished HTTP answer: status and JSON body."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class StartedRelease:
-    """What :func:`start_release` hands back: an answer now, or a future to await."""
-
-    outcome: Outcome | None = None
-    future: Future[Outcome] | None = None
-    replay_release_id: str | None = None
 
 
 def _plan(
@@ -95,11 +74,12 @@ def _plan(
 def start_release(
     ctx: ServiceContext,
     key: KeyRecord,
-    dataset_id: str,
     body: SampleRequest,
     idem_key: str | None,
     request_digest: str,
-) -> StartedRelease:
+    *,
+    dataset_id: str,
+) -> Started:
     """Steps 1-3 above, then submit step 4; see the module docstring."""
     with ctx.store.read() as conn:
         dataset = visible_dataset(conn, key, dataset_id)
@@ -109,12 +89,7 @@ def start_release(
 
     slot = ctx.pool.try_acquire()
     if slot is None:
-        raise ApiError(
-            429,
-            "overloaded",
-            "The release queue is full; retry later.",
-            headers={"Retry-After": str(ctx.pool.retry_after())},
-        )
+        raise overloaded(ctx)
     try:
         with ctx.store.transaction() as conn:
             if get_dataset(conn, dataset_id, for_update=True) is None:  # lock first
@@ -151,7 +126,7 @@ def start_release(
                     )
                 slot.release()
                 ctx.metrics.refusals.labels("budget_exceeded").inc()
-                return StartedRelease(outcome=outcome)
+                return Started(outcome=outcome)
             job_id = None
             if body.run_async:
                 job_id = jobs.create_job(conn, key.id, "release", RUNNER, entry.release_id)
@@ -178,8 +153,8 @@ def start_release(
     run = _ReleaseRun(ctx, entry, charged, bound, mechanism, plan, body, job_id, idem_key, key.id)
     future = ctx.pool.submit(slot, run)
     if accepted is not None:
-        return StartedRelease(outcome=accepted)
-    return StartedRelease(future=future)
+        return Started(outcome=accepted)
+    return Started(future=future)
 
 
 def _budget_refusal(scope: str) -> Outcome:
@@ -191,7 +166,7 @@ def _budget_refusal(scope: str) -> Outcome:
     return Outcome(409, problem_body(409, "budget_exceeded", detail))
 
 
-def _replay(seen: idempotency.IdempotencyRecord, digest: str) -> StartedRelease:
+def _replay(seen: idempotency.IdempotencyRecord, digest: str) -> Started:
     if seen.request_hash != digest:
         raise ApiError(
             422,
@@ -199,27 +174,8 @@ def _replay(seen: idempotency.IdempotencyRecord, digest: str) -> StartedRelease:
             "This Idempotency-Key was used with a different request.",
         )
     if seen.status_code is not None and seen.response is not None:
-        return StartedRelease(outcome=Outcome(seen.status_code, seen.response))
-    return StartedRelease(replay_release_id=seen.release_id)
-
-
-def wait_for_replay(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout: float) -> Outcome:
-    """Wait for the first request with this key to finish, then answer what it answered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with ctx.store.read() as conn:
-            seen = idempotency.lookup(conn, key.id, idem_key)
-            found = get_release(conn, seen.release_id) if seen and seen.release_id else None
-        if seen is not None and seen.status_code is not None and seen.response is not None:
-            return Outcome(seen.status_code, seen.response)
-        if found is not None and found[0].status in ("aborted", "failed", "cancelled"):
-            return Outcome(500, _INTERNAL)
-        time.sleep(0.1)
-    return Outcome(
-        429,
-        problem_body(429, "overloaded", "The first request with this key is still running."),
-        {"Retry-After": "5"},
-    )
+        return Started(outcome=Outcome(seen.status_code, seen.response))
+    return Started(replay=True)
 
 
 def _observe_charge(ctx: ServiceContext, dataset_id: str, plan: Plan) -> None:
@@ -245,24 +201,20 @@ class _ReleaseRun:
     ) -> None:
         self.ctx, self.entry, self.charged, self.bound = ctx, entry, charged, bound
         self.mechanism, self.plan, self.body = mechanism, plan, body
-        self.job_id, self.idem_key, self.key_id = job_id, idem_key, key_id
-        self._last_beat = time.monotonic()
-        self._last_poll = time.monotonic()
-        self._cancelled = False
-        self._lock = threading.Lock()
+        self.job, self.idem_key, self.key_id = JobHooks(ctx, job_id), idem_key, key_id
 
     def __call__(self) -> Outcome:
         start = time.perf_counter()
         try:
-            if self.job_id is not None and not self._start_job():
+            if not self.job.start():
                 return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
             records = self.ctx.records.get(self.ctx.store, self.charged)
             release = self.mechanism.sample(
                 self.bound.extract(records),
                 self.body.n_samples,
                 plan=self.plan,
-                progress=self._progress,
-                cancel=self._cancel if self.job_id is not None else None,
+                progress=self.job.progress,
+                cancel=self.job.cancel,
             )
             outcome = Outcome(201, self._body(release.samples))
             result = self._close("succeeded", outcome)
@@ -282,11 +234,6 @@ class _ReleaseRun:
             self.ctx.metrics.sampler_seconds.labels("shk").inc(seconds)
         return result
 
-    def _start_job(self) -> bool:
-        assert self.job_id is not None
-        with self.ctx.store.transaction() as conn:
-            return jobs.start_job(conn, self.job_id)
-
     def _body(self, samples: Any) -> dict[str, Any]:
         budget = budget_view(self.charged)
         return {
@@ -304,35 +251,10 @@ class _ReleaseRun:
         ok = status == "succeeded"
         with self.ctx.store.transaction() as conn:
             finish_entry(conn, self.entry.release_id, status, outcome.body if ok else None)
-            if self.idem_key is not None and self.job_id is None:
+            if self.idem_key is not None and self.job.job_id is None:
                 idempotency.complete(conn, self.key_id, self.idem_key, outcome.status, outcome.body)
-            if self.job_id is not None:
-                jobs.finish_job(
-                    conn,
-                    self.job_id,
-                    status if status in ("succeeded", "cancelled") else "failed",
-                    result=outcome.body if ok else None,
-                    error=None if ok else outcome.body,
-                )
+            self.job.finish(conn, status, outcome)
         return outcome
-
-    def _progress(self, step: int, total: int) -> None:
-        now = time.monotonic()
-        if self.job_id is None or now - self._last_beat < PROGRESS_SECONDS:
-            return  # leases are renewed for the whole process by the app's sweeper thread
-        self._last_beat = now
-        with self.ctx.store.transaction() as conn:
-            jobs.set_progress(conn, self.job_id, step / total if total else 0.0)
-
-    def _cancel(self) -> bool:
-        now = time.monotonic()
-        if self._cancelled or now - self._last_poll < CANCEL_POLL_SECONDS:
-            return self._cancelled
-        self._last_poll = now
-        assert self.job_id is not None
-        with self.ctx.store.read() as conn:
-            self._cancelled = jobs.cancel_requested(conn, self.job_id)
-        return self._cancelled
 
 
 def get_release_body(ctx: ServiceContext, key: KeyRecord, release_id: str) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from service.store import idempotency, jobs
 from service.store.jobs import CANCELLED_PROBLEM
 from service.store.keys import KeyRecord
 from service.store.leases import RUNNER
+from service.store.ledger import get_release
 
-__all__ = ["ProgressFn", "WorkFn", "start_work", "wait_for_answer"]
+__all__ = ["JobHooks", "ProgressFn", "WorkFn", "overloaded", "start_work", "wait_for_answer"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +101,81 @@ def start_work(
 
 
 def wait_for_answer(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout: float) -> Outcome:
-    """The answer of the first request with ``idem_key`` once it has one (else 429 at timeout)."""
+    """The answer of the first request with ``idem_key`` once it has one (else 429 at timeout).
+
+    A release whose run ended without an answer (its process died: the entry is ``aborted``)
+    is answered 500 ``internal``; its charge stands.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with ctx.store.read() as conn:
             seen = idempotency.lookup(conn, key.id, idem_key)
+            found = get_release(conn, seen.release_id) if seen and seen.release_id else None
         if seen is not None and seen.status_code is not None and seen.response is not None:
             return Outcome(seen.status_code, seen.response)
+        if found is not None and found[0].status in ("aborted", "failed", "cancelled"):
+            return Outcome(500, _ABANDONED)
         time.sleep(0.1)
     return Outcome(
         429,
         problem_body(429, "overloaded", "The first request with this key is still running."),
         {"Retry-After": "5"},
     )
+
+
+class JobHooks:
+    """A job's link to its row: start it, report progress (at most once a second) and poll
+    the cancellation flag (at most every half second). Without a job id, every hook is a
+    no-op, so synchronous work runs to the end."""
+
+    def __init__(self, ctx: ServiceContext, job_id: str | None) -> None:
+        self.ctx, self.job_id = ctx, job_id
+        self._last_progress = 0.0
+        self._last_poll = 0.0
+        self._cancelled = False
+
+    def start(self) -> bool:
+        """queued -> running; False when the job was cancelled while it waited."""
+        if self.job_id is None:
+            return True
+        with self.ctx.store.transaction() as conn:
+            return jobs.start_job(conn, self.job_id)
+
+    def progress(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.job_id is None or now - self._last_progress < PROGRESS_SECONDS:
+            return
+        self._last_progress = now
+        with self.ctx.store.transaction() as conn:
+            jobs.set_progress(conn, self.job_id, done / total if total else 0.0)
+
+    @property
+    def cancel(self) -> CancelFn | None:
+        """The cancellation poll for a job (None for synchronous work: nothing can cancel it)."""
+        return None if self.job_id is None else self._poll_cancel
+
+    def _poll_cancel(self) -> bool:
+        now = time.monotonic()
+        if self._cancelled or now - self._last_poll < CANCEL_POLL_SECONDS:
+            return self._cancelled
+        self._last_poll = now
+        assert self.job_id is not None
+        with self.ctx.store.read() as conn:
+            self._cancelled = jobs.cancel_requested(conn, self.job_id)
+        return self._cancelled
+
+    def finish(self, conn: Any, state: str, outcome: Outcome) -> None:
+        """Record the job's end in ``conn``'s transaction (result on success, else the error)."""
+        if self.job_id is None:
+            return
+        ok = state == "succeeded"
+        jobs.finish_job(
+            conn,
+            self.job_id,
+            state if state in ("succeeded", "cancelled") else "failed",
+            result=outcome.body if ok else None,
+            error=None if ok else outcome.body,
+        )
 
 
 class _WorkRun:
@@ -130,18 +193,15 @@ class _WorkRun:
         particle_steps: int,
     ) -> None:
         self.ctx, self.kind, self.work, self.status = ctx, kind, work, status
-        self.job_id, self.idem_key, self.key_id = job_id, idem_key, key_id
+        self.job, self.idem_key, self.key_id = JobHooks(ctx, job_id), idem_key, key_id
         self.particle_steps = particle_steps
-        self._last_progress = 0.0
-        self._last_poll = 0.0
-        self._cancelled = False
 
     def __call__(self) -> Outcome:
         start = time.perf_counter()
-        if self.job_id is not None and not self._start_job():
+        if not self.job.start():
             return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
         try:
-            body = self.work(self._progress, self._cancel if self.job_id is not None else None)
+            body = self.work(self.job.progress, self.job.cancel)
             outcome, state = Outcome(self.status, body), "succeeded"
         except Cancelled:
             outcome, state = Outcome(409, CANCELLED_PROBLEM), "cancelled"
@@ -158,45 +218,18 @@ class _WorkRun:
             self.ctx.metrics.sampler_seconds.labels(self.kind).inc(seconds)
         return self._close(state, outcome)
 
-    def _start_job(self) -> bool:
-        assert self.job_id is not None
-        with self.ctx.store.transaction() as conn:
-            return jobs.start_job(conn, self.job_id)
-
     def _close(self, state: str, outcome: Outcome) -> Outcome:
-        if self.job_id is None and self.idem_key is None:
+        if self.job.job_id is None and self.idem_key is None:
             return outcome
         with self.ctx.store.transaction() as conn:
-            if self.job_id is not None:
-                ok = state == "succeeded"
-                jobs.finish_job(
-                    conn,
-                    self.job_id,
-                    state,
-                    result=outcome.body if ok else None,
-                    error=None if ok else outcome.body,
-                )
+            if self.job.job_id is not None:
+                self.job.finish(conn, state, outcome)
             elif self.idem_key is not None:
                 idempotency.complete(conn, self.key_id, self.idem_key, outcome.status, outcome.body)
         return outcome
 
-    def _progress(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if self.job_id is None or now - self._last_progress < PROGRESS_SECONDS:
-            return
-        self._last_progress = now
-        with self.ctx.store.transaction() as conn:
-            jobs.set_progress(conn, self.job_id, done / total if total else 0.0)
-
-    def _cancel(self) -> bool:
-        now = time.monotonic()
-        if self._cancelled or now - self._last_poll < CANCEL_POLL_SECONDS:
-            return self._cancelled
-        self._last_poll = now
-        assert self.job_id is not None
-        with self.ctx.store.read() as conn:
-            self._cancelled = jobs.cancel_requested(conn, self.job_id)
-        return self._cancelled
-
 
 _INTERNAL = problem_body(500, "internal", "The work failed inside the service.")
+_ABANDONED = problem_body(
+    500, "internal", "The first request with this key ended without an answer; its charge stands."
+)

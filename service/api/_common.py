@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from service.actions.outcome import Started
+from service.actions.work import wait_for_answer
+from service.context import ServiceContext
 from service.errors import PROBLEM_MEDIA_TYPE
 from service.store.common import MAX_PAGE
+from service.store.idempotency import request_hash
+from service.store.keys import KeyRecord
 
-__all__ = ["Cursor", "Limit", "answer", "problems"]
+__all__ = ["Cursor", "Limit", "answer", "problems", "run_work"]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 Cursor = Annotated[
@@ -55,3 +62,33 @@ async def answer(started: Started) -> JSONResponse:
         media_type=PROBLEM_MEDIA_TYPE if outcome.status >= 400 else None,
         headers=outcome.headers,
     )
+
+
+REPLAY_WAIT_SECONDS = 600.0
+
+Starter = Callable[[ServiceContext, KeyRecord, Any, str | None, str], Started]
+"""An action that starts work: ``(ctx, key, body, idempotency_key, request_digest)``."""
+
+
+async def run_work(
+    start: Starter,
+    path: str,
+    body: BaseModel,
+    ctx: ServiceContext,
+    key: KeyRecord,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """Start work from a validated body and answer with its outcome (or 202). A retry whose
+    first request is still running waits for that request's answer."""
+    digest = request_hash(
+        "POST", path, body.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    started = await run_in_threadpool(start, ctx, key, body, idempotency_key, digest)
+    if started.replay:
+        assert idempotency_key is not None
+        started = Started(
+            outcome=await run_in_threadpool(
+                wait_for_answer, ctx, key, idempotency_key, REPLAY_WAIT_SECONDS
+            )
+        )
+    return await answer(started)

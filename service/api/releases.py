@@ -3,19 +3,17 @@ releases."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from service.actions import ledger as ledger_actions
 from service.actions import releases as actions
-from service.api._common import Cursor, Limit, problems
+from service.api._common import Cursor, Limit, problems, run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
-from service.errors import PROBLEM_MEDIA_TYPE
 from service.schemas.common import Page
 from service.schemas.releases import (
     CompositionOut,
@@ -24,13 +22,10 @@ from service.schemas.releases import (
     ReleaseOut,
     SampleRequest,
 )
-from service.store.idempotency import request_hash
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["releases"], responses=problems(401, 403, 404, 422))
-
-REPLAY_WAIT_SECONDS = 600.0
 
 
 @router.post(
@@ -50,29 +45,9 @@ async def create_release(
     key: ApiKey,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    digest = request_hash(
-        "POST",
-        f"/v1/datasets/{dataset_id}/samples",
-        body.model_dump(mode="json", by_alias=True, exclude_none=True),
-    )
-    started = await run_in_threadpool(
-        actions.start_release, ctx, key, dataset_id, body, idempotency_key, digest
-    )
-    if started.outcome is not None:
-        outcome = started.outcome
-    elif started.future is not None:
-        outcome = await asyncio.wrap_future(started.future)
-    else:
-        assert idempotency_key is not None
-        outcome = await run_in_threadpool(
-            actions.wait_for_replay, ctx, key, idempotency_key, REPLAY_WAIT_SECONDS
-        )
-    return JSONResponse(
-        jsonable_encoder(outcome.body),
-        status_code=outcome.status,
-        media_type=PROBLEM_MEDIA_TYPE if outcome.status >= 400 else None,
-        headers=outcome.headers,
-    )
+    start = partial(actions.start_release, dataset_id=dataset_id)
+    path = f"/v1/datasets/{dataset_id}/samples"
+    return await run_work(start, path, body, ctx, key, idempotency_key)
 
 
 @router.get(
