@@ -73,87 +73,90 @@ def flow_answer(run: RunResult[Any], seconds: float) -> dict[str, Any]:
     }
 
 
-def _timed(run: Callable[[], RunResult[Any]]) -> dict[str, Any]:
-    start = time.perf_counter()
-    result = run()
-    return flow_answer(result, time.perf_counter() - start)
+FlowRunner = Callable[[np.ndarray, np.ndarray, ProgressFn, CancelFn | None], RunResult[Any]]
 
 
-def _dims_agree(source: np.ndarray, target: np.ndarray) -> None:
+def _start_pair_flow(
+    ctx: ServiceContext,
+    key: KeyRecord,
+    kind: str,
+    body: MMDRequest | DrMMDRequest,
+    run: FlowRunner,
+    idem_key: str | None,
+    digest: str,
+) -> Started:
+    """Validate a source/target request and submit ``run(source, target, progress, cancel)``."""
+    check_points(ctx, body.source, body.target)
+    source, target = as_cloud(body.source, "source"), as_cloud(body.target, "target")
     if source.shape[1] != target.shape[1]:
         raise ApiError.invalid("target", "source and target points must have the same dimension")
+
+    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
+        start = time.perf_counter()
+        result = run(source, target, progress, cancel)
+        return flow_answer(result, time.perf_counter() - start)
+
+    return start_work(
+        ctx,
+        key,
+        kind,
+        work,
+        run_async=body.run_async,
+        idem_key=idem_key,
+        digest=digest,
+        particle_steps=source.shape[0] * body.steps,
+    )
 
 
 def start_mmd(
     ctx: ServiceContext, key: KeyRecord, body: MMDRequest, idem_key: str | None, digest: str
 ) -> Started:
-    check_points(ctx, body.source, body.target)
-    source, target = as_cloud(body.source, "source"), as_cloud(body.target, "target")
-    _dims_agree(source, target)
+    """The MMD flow (F 7) with noise level β = ``noise_level`` (authors' halving schedule)."""
 
-    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
-        return _timed(
-            lambda: run_mmd_flow(
-                source,
-                target,
-                step_size=body.step_size or DEFAULT_MMD_STEP,
-                n_steps=body.steps,
-                kernel=body.kernel.name,
-                bandwidth=body.kernel.bandwidth,
-                noise=NoiseSchedule(level=body.noise_level),
-                seed=body.seed,
-                progress=progress,
-                cancel=cancel,
-                trace_every=trace_every(body),
-            )
+    def run(
+        source: np.ndarray, target: np.ndarray, progress: ProgressFn, cancel: CancelFn | None
+    ) -> RunResult[Any]:
+        return run_mmd_flow(
+            source,
+            target,
+            step_size=body.step_size or DEFAULT_MMD_STEP,
+            n_steps=body.steps,
+            kernel=body.kernel.name,
+            bandwidth=body.kernel.bandwidth,
+            noise=NoiseSchedule(level=body.noise_level),
+            seed=body.seed,
+            progress=progress,
+            cancel=cancel,
+            trace_every=trace_every(body),
         )
 
-    return start_work(
-        ctx,
-        key,
-        "mmd",
-        work,
-        run_async=body.run_async,
-        idem_key=idem_key,
-        digest=digest,
-        particle_steps=source.shape[0] * body.steps,
-    )
+    return _start_pair_flow(ctx, key, "mmd", body, run, idem_key, digest)
 
 
 def start_drmmd(
     ctx: ServiceContext, key: KeyRecord, body: DrMMDRequest, idem_key: str | None, digest: str
 ) -> Started:
-    check_points(ctx, body.source, body.target)
-    source, target = as_cloud(body.source, "source"), as_cloud(body.target, "target")
-    _dims_agree(source, target)
+    """The DrMMD flow (F 12)-(F 14); ``"lambda": "adaptive"`` is the schedule (F 14) from λ₀ =
+    ``DEFAULT_LAMBDA``."""
     adaptive = body.lambda_ == "adaptive"
     lmbda = DEFAULT_LAMBDA if adaptive else float(body.lambda_)
 
-    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
-        return _timed(
-            lambda: run_drmmd_flow(
-                source,
-                target,
-                step_size=body.step_size or DEFAULT_DRMMD_STEP,
-                n_steps=body.steps,
-                lmbda=lmbda,
-                adaptive=adaptive,
-                kernel=body.kernel.name,
-                bandwidth=body.kernel.bandwidth,
-                seed=body.seed,
-                progress=progress,
-                cancel=cancel,
-                trace_every=trace_every(body),
-            )
+    def run(
+        source: np.ndarray, target: np.ndarray, progress: ProgressFn, cancel: CancelFn | None
+    ) -> RunResult[Any]:
+        return run_drmmd_flow(
+            source,
+            target,
+            step_size=body.step_size or DEFAULT_DRMMD_STEP,
+            n_steps=body.steps,
+            lmbda=lmbda,
+            adaptive=adaptive,
+            kernel=body.kernel.name,
+            bandwidth=body.kernel.bandwidth,
+            seed=body.seed,
+            progress=progress,
+            cancel=cancel,
+            trace_every=trace_every(body),
         )
 
-    return start_work(
-        ctx,
-        key,
-        "drmmd",
-        work,
-        run_async=body.run_async,
-        idem_key=idem_key,
-        digest=digest,
-        particle_steps=source.shape[0] * body.steps,
-    )
+    return _start_pair_flow(ctx, key, "drmmd", body, run, idem_key, digest)
