@@ -18,6 +18,7 @@ import pytest
 
 from dp_core.errors import InvalidParameter
 from dp_core.flows.drmmd import DrMMDFlow, TargetSolver, run_drmmd_flow
+from dp_core.flows.mmd import run_mmd_flow
 from dp_core.flows.witness import NoiseSchedule, PointKernel
 from dp_core.reference.mmd import (
     drmmd_features_reference,
@@ -265,3 +266,34 @@ def test_seeds_description_and_validation() -> None:
     with pytest.raises(InvalidParameter) as err:
         run_drmmd_flow(z, y, seed=0, target_weights=np.r_[0.0, np.ones(29)], **kwargs)
     assert err.value.field == "target_weights"
+
+
+@pytest.mark.full
+def test_three_ring_acceptance_rule_at_20k_steps() -> None:
+    """§2.6 acceptance: same seed, DrMMD within 2 % (MMD²) and 0.002 (W₁) of the note's
+    4.2e-5 / 0.022 after 20k steps, and W₁(DrMMD) < 0.5·W₁(MMD γ = 0.2) on three source seeds."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    def w1(z, y):
+        cost = cdist(z, y)
+        rows, cols = linear_sum_assignment(cost)
+        return cost[rows, cols].mean()
+
+    for seed in (0, 1, 2):
+        z0, y = three_ring(seed)
+        dr = run_drmmd_flow(
+            z0,
+            y,
+            lmbda=1e-3,
+            step_size=0.1,
+            n_steps=20000,
+            bandwidth=0.15,
+            seed=0,
+            trace_every=20000,
+        )
+        mmd = run_mmd_flow(z0, y, step_size=0.2, n_steps=20000, bandwidth=0.15, seed=0)
+        if seed == 0:
+            assert dr.trace[-1]["mmd2"] == pytest.approx(4.2e-5, rel=0.02)
+            assert w1(dr.particles, y) == pytest.approx(0.022, abs=0.002)
+        assert w1(dr.particles, y) < 0.5 * w1(mmd.particles, y)
