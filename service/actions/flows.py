@@ -1,4 +1,5 @@
-"""Flow actions: MMD and DrMMD flows on caller-supplied (public) point clouds.
+"""Flow actions: MMD and DrMMD flows on caller-supplied (public) point clouds, and the Muon
+particle flow on a public student–teacher task.
 
 Each request becomes a :data:`~service.actions.work.WorkFn` run in the worker pool by
 :func:`~service.actions.work.start_work`, synchronously or as a job. Inputs are public, so the
@@ -16,12 +17,14 @@ import numpy as np
 from dp_core.flows.base import RunResult
 from dp_core.flows.drmmd import DEFAULT_LAMBDA, run_drmmd_flow
 from dp_core.flows.mmd import run_mmd_flow
+from dp_core.flows.muon import run_muon_flow
+from dp_core.flows.student_teacher import StudentTeacherTask
 from dp_core.flows.witness import NoiseSchedule
 from service.actions.outcome import Started
 from service.actions.work import CancelFn, ProgressFn, start_work
 from service.context import ServiceContext
 from service.errors import ApiError
-from service.schemas.flows import DrMMDRequest, FlowOptions, MMDRequest
+from service.schemas.flows import DrMMDRequest, FlowOptions, MMDRequest, MuonRequest
 from service.store.keys import KeyRecord
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "flow_answer",
     "start_drmmd",
     "start_mmd",
+    "start_muon",
     "trace_every",
 ]
 
@@ -160,3 +164,58 @@ def start_drmmd(
         )
 
     return _start_pair_flow(ctx, key, "drmmd", body, run, idem_key, digest)
+
+
+DEFAULT_MUON_STEP = 0.02
+"""η of (F 25) when the request names none (Keller Jordan's Muon learning rate)."""
+
+
+def start_muon(
+    ctx: ServiceContext, key: KeyRecord, body: MuonRequest, idem_key: str | None, digest: str
+) -> Started:
+    """Regularised (or standard Newton–Schulz) Muon on the student–teacher task; trace rows hold
+    ``loss`` and ``hamiltonian`` (F 27) with γ = (1 − β)/η."""
+    spec = body.task
+    task = StudentTeacherTask(
+        input_dim=spec.input_dim,
+        hidden=spec.hidden,
+        teachers=spec.teachers,
+        n_train=spec.n_train,
+        n_valid=1,
+        batch_size=spec.n_train,
+        output=spec.output,
+        data_seed=spec.data_seed,
+    )
+    cells = body.particles * task.dim
+    if cells > ctx.settings.max_points:
+        raise ApiError(
+            413, "too_large", f"particles x dim may be at most {ctx.settings.max_points}."
+        )
+
+    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
+        start = time.perf_counter()
+        result = run_muon_flow(
+            task,
+            n_particles=body.particles,
+            n_steps=body.steps,
+            lr=body.step_size or DEFAULT_MUON_STEP,
+            momentum=body.momentum,
+            eps=body.regularization,
+            update=body.update,
+            seed=body.seed,
+            progress=progress,
+            cancel=cancel,
+            trace_every=trace_every(body),
+        )
+        return flow_answer(result, time.perf_counter() - start)
+
+    return start_work(
+        ctx,
+        key,
+        "muon",
+        work,
+        run_async=body.run_async,
+        idem_key=idem_key,
+        digest=digest,
+        particle_steps=body.particles * body.steps,
+    )

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from service.actions import flows as actions
 from service.api._common import problems, run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
-from service.schemas.flows import DrMMDRequest, MMDRequest
+from service.schemas.flows import DrMMDRequest, MMDRequest, MuonRequest
 from service.schemas.releases import JobAccepted
 
 __all__ = ["router"]
@@ -30,3 +30,10 @@ async def drmmd(
     body: DrMMDRequest, ctx: Ctx, key: ApiKey, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     return await run_work(actions.start_drmmd, "/v1/flows/drmmd", body, ctx, key, idempotency_key)
+
+
+@router.post("/muon", responses=_ACCEPTED, summary="Regularised Muon Hamiltonian particle flow")
+async def muon(
+    body: MuonRequest, ctx: Ctx, key: ApiKey, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    return await run_work(actions.start_muon, "/v1/flows/muon", body, ctx, key, idempotency_key)

@@ -88,12 +88,24 @@ class MemoryRetrieve(Request):
 
 
 class StudentTeacherTask(Request):
+    """The mean-field two-layer student–teacher task (flows note §2.4, §5.6); every draw it
+    makes (teacher, inputs) is fixed by ``data_seed``."""
+
     kind: Literal["student_teacher"]
+    input_dim: Annotated[int, Field(ge=1, le=1024)] = 50
+    hidden: Annotated[int, Field(ge=1, le=64)] = 3
+    teachers: Annotated[int, Field(ge=1, le=64)] = 1
+    n_train: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    output: Literal["quadexp", "linear"] = "quadexp"
+    data_seed: Seed = 0
 
 
 class MuonRequest(FlowOptions):
+    """Regularised Muon (F 24)-(F 25): ``step_size`` η, ``momentum`` β, ``regularization`` ε
+    (default ``1e-3 · median ‖G_i(W₀)‖²_op``); ``update`` ``newton_schulz`` is standard Muon."""
+
     task: StudentTeacherTask
     particles: Annotated[int, Field(ge=1, le=100_000)] = 64
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.95
     regularization: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
     update: Literal["regularized", "newton_schulz"] = "regularized"

@@ -163,3 +163,23 @@ def test_memory_retrieves_the_pattern_a_noisy_query_came_from(
     )
     assert bad_weights.status_code == 422
     assert bad_weights.json()["errors"][0]["field"] == "patterns[0].weights"
+
+
+def test_muon_flow_dissipates_its_hamiltonian(client: TestClient, admin: dict[str, str]) -> None:
+    task = {"kind": "student_teacher", "input_dim": 6, "n_train": 100, "data_seed": 2}
+    body = {"task": task, "particles": 8, "steps": 60, "seed": 4, "step_size": 0.01}
+    regularized = client.post("/v1/flows/muon", json=body, headers=admin)
+    assert regularized.status_code == 200, regularized.text
+    result = regularized.json()
+    hamiltonian = [row["hamiltonian"] for row in result["trace"]]
+    # (F 27): dH/dt = -N^-1 sum <O_eps(M_i), M_i> <= 0; at a small step the discrete H falls.
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(hamiltonian))
+    assert result["trace"][-1]["loss"] < result["trace"][0]["loss"]
+    assert np.asarray(result["particles"]).shape == (8, 3, 7)  # (N, hidden, input_dim + 1)
+    again = client.post("/v1/flows/muon", json=body, headers=admin).json()
+    assert again["particles"] == result["particles"]
+    standard = client.post(
+        "/v1/flows/muon", json={**body, "update": "newton_schulz"}, headers=admin
+    ).json()
+    assert standard["trace"][0]["loss"] == result["trace"][0]["loss"]  # same initial particles
+    assert standard["particles"] != result["particles"]
