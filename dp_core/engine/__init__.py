@@ -5,6 +5,7 @@ Flat functions over float64 C-contiguous ``(N, d)`` arrays, parallel (``prange``
 
 - ``fastexp``      vectorisable, accurate exp and an explicit FMA (the pairwise cost is the exp)
 - ``kernels``      fused pairwise kernel sums, gradient sums, log-sum-exp, soft-max barycentre
+- ``semidiscrete`` top-2 of the semi-discrete scores; smoothed OT energy terms (generators)
 - ``kde``          Gaussian KDE log-density (and score) at particles and at arbitrary points
 - ``birth_death``  birth–death rates and the jump sweep of BDLS
 - ``langevin``     MALA moves that reject proposals leaving the domain; uniform initial law

@@ -23,6 +23,7 @@ from dp_core.engine import (
     matrix_maps,
     potentials,
     rng,
+    semidiscrete,
     sinkhorn,
     two_layer,
     utility_kernels,
@@ -45,6 +46,14 @@ def _warm_kernels() -> None:
         kernels.kernel_grad_sum_self(x, w, kind, 0.5)
     kernels.logsumexp_cost(x, x, np.log(w), np.zeros(3), 0.25)
     kernels.softmax_barycentre(x, x, np.log(w), np.zeros(3), 0.25)
+
+
+def _warm_generators() -> None:
+    x = _tiny_points()
+    phi = np.zeros(3)
+    semidiscrete.top2_cost(x, x, phi)
+    semidiscrete.smoothed_energy_terms(x, x, phi, 0.25)
+    kernels.softmax_barycentre(x, x, phi, phi, 0.25)
 
 
 def _warm_particles() -> None:
@@ -113,6 +122,10 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
             kernels._kernel_grad_sum_kernel,
             kernels._lse_kernel,
         ),
+    ),
+    "generators": (
+        _warm_generators,
+        (semidiscrete._top2_kernel,),
     ),
     "particles": (
         _warm_particles,
