@@ -1,0 +1,183 @@
+"""The convex smoothed AE-OT model (aeot.md §3, §4): energy, L-BFGS fit, map.
+
+Potential (A 11) ``u_ε(x) = ε log Σ_j exp(a_j(x)/ε)``, ``a_j(x) = ⟨x, y_j⟩ + h_j``; in the cost
+form the engine uses, ``u_ε(x) = ½|x|² + ε L(x)`` with ``L(x) = logsumexp_j((φ_j − ½|x − y_j|²)/ε)``
+and ``φ = h + ½|y|²`` (aeot.md §1, §3.1). Map (A 12) ``T_ε(x) = Σ_j p_j(x) y_j``: one fused P4
+pass (:func:`dp_core.engine.kernels.softmax_barycentre`).
+
+Energy (A 13) on a fixed fit sample x_1..x_B: ``E_ε(h) = B⁻¹ Σ_b u_ε(x_b) − Σ_j ν_j h_j`` with
+gradient ``m − ν`` (soft cell masses, :func:`dp_core.engine.semidiscrete.smoothed_energy_terms`:
+two tiled P3 passes). It is convex, smooth, invariant under ``h + c·1``; minimized by L-BFGS
+(SciPy, outside the engine; aeot.md (A 9)) with ε-continuation 0.2 → 0.05 → 0.01 → 0.003 →
+0.001 → ε (aeot.md §5.1), each level warm-started and h centred, stopping when
+``max_j |m_j − ν_j|/ν_j ≤ tolerance`` (aeot.md §6). Every evaluation is deterministic, so the fit
+is bit-identical for the same inputs on one machine (T-OT-8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from dp_core.engine.kernels import logsumexp_cost, softmax_barycentre
+from dp_core.engine.semidiscrete import smoothed_energy_terms
+from dp_core.types import FloatArray
+
+__all__ = [
+    "CONTINUATION",
+    "EnergyEvaluator",
+    "FitResult",
+    "fit_smoothed",
+    "smoothed_map",
+    "smoothed_potential",
+]
+
+CONTINUATION = (0.2, 0.05, 0.01, 0.003, 0.001)
+"""ε levels (units of s²) run before the target ε, those above it only (aeot.md §5.1)."""
+
+INTERMEDIATE_TOLERANCE = 1e-3
+"""Relative mass error at which an intermediate continuation level hands over (warm start)."""
+
+
+@dataclass
+class FitResult:
+    """Heights and the diagnostics of a fit."""
+
+    heights: FloatArray
+    steps: int
+    converged: bool
+    energy: float
+    max_rel_mass_error: float
+
+
+class _Stop(Exception):
+    """Raised inside the objective to end L-BFGS (tolerance reached or budget spent)."""
+
+
+class EnergyEvaluator:
+    """Evaluations of (A 13) on a fixed sample; counts them and keeps the best iterate per level."""
+
+    def __init__(
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        nu: FloatArray,
+        max_steps: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.x = x
+        self.y = y
+        self.nu = nu
+        self.half_y2 = 0.5 * np.einsum("ij,ij->i", y, y)
+        self.mean_half_x2 = float(np.mean(0.5 * np.einsum("ij,ij->i", x, x)))
+        self.max_steps = max_steps
+        self.steps = 0
+        self.progress = progress
+
+    def evaluate(self, h: FloatArray, eps: float) -> tuple[float, FloatArray]:
+        """(E_ε(h), m) — one evaluation (counted)."""
+        if self.steps >= self.max_steps:
+            raise _Stop
+        self.steps += 1
+        rows, masses = smoothed_energy_terms(self.x, self.y, h + self.half_y2, eps)
+        energy = self.mean_half_x2 + eps * float(np.mean(rows)) - float(self.nu @ h)
+        if self.progress is not None:
+            self.progress(self.steps)
+        return energy, masses
+
+    def rel_error(self, masses: FloatArray) -> float:
+        return float(np.max(np.abs(masses - self.nu) / self.nu))
+
+
+def _level(
+    ev: EnergyEvaluator, h0: FloatArray, eps: float, tolerance: float
+) -> tuple[FloatArray, float, float]:
+    """Minimize E_ε from h0 until the relative mass error is ≤ tolerance (or budget / stall)."""
+    best: list = [h0, np.inf, np.inf]  # h, error, energy
+
+    def fun(h: FloatArray) -> tuple[float, FloatArray]:
+        energy, masses = ev.evaluate(h, eps)
+        err = ev.rel_error(masses)
+        if err < best[1]:
+            best[:] = [h.copy(), err, energy]
+        if err <= tolerance:
+            raise _Stop
+        return energy, masses - ev.nu
+
+    gtol = tolerance * float(np.min(ev.nu))
+    h = h0
+    for _ in range(4):  # restarts after an abnormal line-search end, while it still improves
+        before = best[1]
+        try:
+            res = minimize(
+                fun,
+                h,
+                jac=True,
+                method="L-BFGS-B",
+                options={
+                    "maxcor": 30,
+                    "gtol": gtol,
+                    "ftol": 0.0,
+                    "maxiter": 10**6,
+                    "maxfun": 10**6,
+                    "maxls": 40,
+                },
+            )
+            h = res.x
+        except _Stop:
+            break
+        if not best[1] < before:
+            break
+        h = best[0]
+    return best[0] - np.mean(best[0]), best[1], best[2]
+
+
+def fit_smoothed(
+    x: FloatArray,
+    y: FloatArray,
+    nu: FloatArray,
+    eps: float,
+    *,
+    max_steps: int,
+    tolerance: float,
+    h0: FloatArray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Fit the heights of (A 11) for target ε on the fixed sample ``x`` (standardized units).
+
+    Continuation over :data:`CONTINUATION` levels above ``eps`` (intermediate levels stop at
+    ``max(tolerance, INTERMEDIATE_TOLERANCE)``), then ``eps`` itself to ``tolerance``.
+    ``max_steps`` bounds the number of energy evaluations in total.
+    """
+    ev = EnergyEvaluator(x, y, nu, max_steps, progress)
+    levels = [e for e in CONTINUATION if e > eps] + [eps]
+    h = np.zeros(y.shape[0]) if h0 is None else h0.copy()
+    err, energy = np.inf, np.nan
+    for k, level in enumerate(levels):
+        last = k == len(levels) - 1
+        tol = tolerance if last else max(tolerance, INTERMEDIATE_TOLERANCE)
+        h_new, err_new, energy_new = _level(ev, h, level, tol)
+        if np.isfinite(err_new):
+            h = h_new
+        if last:
+            err, energy = err_new, energy_new
+        if ev.steps >= max_steps and not last:
+            # budget spent before the target level: one evaluation there is not affordable
+            return FitResult(h, ev.steps, False, float("nan"), float("inf"))
+    return FitResult(h, ev.steps, bool(err <= tolerance), float(energy), float(err))
+
+
+def smoothed_map(x: FloatArray, y: FloatArray, h: FloatArray, eps: float) -> FloatArray:
+    """``T_ε(x)`` (A 12) for source points x (N, d), standardized units: one fused P4 pass."""
+    phi = h + 0.5 * np.einsum("ij,ij->i", y, y)
+    return softmax_barycentre(x, y, np.zeros(y.shape[0]), phi, eps)[1]
+
+
+def smoothed_potential(x: FloatArray, y: FloatArray, h: FloatArray, eps: float) -> FloatArray:
+    """``u_ε(x)`` (A 11) = ½|x|² + ε·logsumexp_j((φ_j − ½|x − y_j|²)/ε) (P3)."""
+    phi = h + 0.5 * np.einsum("ij,ij->i", y, y)
+    rows = logsumexp_cost(x, y, np.zeros(y.shape[0]), phi, eps)
+    return 0.5 * np.einsum("ij,ij->i", x, x) + eps * rows
