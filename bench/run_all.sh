@@ -8,3 +8,4 @@ PY="${PYTHON:-.venv/bin/python}"
 "$PY" bench/bench_shk.py "$@"
 "$PY" bench/bench_flows.py "$@"
 "$PY" bench/bench_sinkhorn.py "$@"  # needs the bench extra: pip install -e '.[bench]'
+"$PY" bench/bench_service.py "$@"  # starts a privflow serve process; several minutes
