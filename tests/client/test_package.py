@@ -16,16 +16,18 @@ PACKAGE = REPO_ROOT / "clients" / "python" / "privflow_client"
 ALLOWED_TOP_LEVEL = {"httpx", "pydantic", "numpy", "privflow_client"}
 
 PUBLIC = [
-    "ApproxDP", "AsyncClient", "AsyncJob", "AsyncPaginator", "Budget", "BudgetExceeded",
-    "CategoryColumn", "Certificate", "CertificateValues", "Client", "ConnectionFailed",
-    "Dataset", "DatasetCreate", "FloatColumn", "Forbidden", "Grant", "GrantCreate",
-    "IdempotencyConflict", "InternalError", "InvalidRequest", "Job", "JobAccepted", "JobInfo",
-    "JobTimeout", "KMeansUtility", "Key", "KeyCreate", "KeyCreated", "LedgerEntry",
-    "LinearRegressionUtility", "LogisticRegressionUtility", "MeanUtility", "ModeUtility",
-    "NotFound", "Overloaded", "Page", "Paginator", "PrivflowError", "Problem", "PureDP",
-    "QuantileUtility", "Release", "ReleaseBudget", "RenyiPoint", "RetryPolicy", "SampleRequest",
-    "SamplerInfo", "SamplerParams", "Spend", "TooLarge", "Unauthenticated", "__version__",
-    "read_csv", "read_schema",
+    "ApproxDP", "AsyncClient", "AsyncJob", "AsyncMemory", "AsyncPaginator", "Budget",
+    "BudgetExceeded", "CategoryColumn", "Certificate", "CertificateValues", "Client",
+    "ConnectionFailed", "Dataset", "DatasetCreate", "DrMMDRequest", "FloatColumn",
+    "FlowDescription", "FlowResult", "Forbidden", "Grant", "GrantCreate", "IdempotencyConflict",
+    "InternalError", "InvalidRequest", "Job", "JobAccepted", "JobInfo", "JobTimeout",
+    "KMeansUtility", "KernelSpec", "Key", "KeyCreate", "KeyCreated", "LedgerEntry",
+    "LinearRegressionUtility", "LogisticRegressionUtility", "MMDRequest", "MeanUtility", "Memory",
+    "MemoryCreate", "MemoryCreated", "MemoryRetrieve", "ModeUtility", "MuonRequest", "NotFound",
+    "Overloaded", "Page", "Paginator", "PrivflowError", "Problem", "PureDP", "QuantileUtility",
+    "Release", "ReleaseBudget", "RenyiPoint", "Retrieval", "RetryPolicy", "SampleRequest",
+    "SamplerInfo", "SamplerParams", "Spend", "StudentTeacherTask", "TooLarge", "Unauthenticated",
+    "WeightedPoints", "__version__", "read_csv", "read_schema",
 ]  # fmt: skip
 
 

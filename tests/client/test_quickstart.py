@@ -1,6 +1,6 @@
-"""The quick-start of ``docs/client.md`` runs as written: its bash and Python blocks, in
-document order, against the session's real service (only the blocks that install or start a
-server are left to the reader)."""
+"""The quick-start of ``docs/client.md`` runs as written: its bash and Python blocks (the flows
+and memories example too), in document order, against the session's real service (only the
+blocks that install or start a server are left to the reader)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_the_doc_has_the_blocks_this_test_runs() -> None:
     blocks = _blocks()
     runnable = [b for b in blocks if not any(s in b[1] for s in SETUP)]
     assert len(blocks) - len(runnable) == 2  # install, start the service
-    assert [lang for lang, _ in runnable] == ["bash", "python", "python", "bash"]
+    assert [lang for lang, _ in runnable] == ["bash", "python", "python", "bash", "python"]
 
 
 def test_the_quick_start_runs_as_written(
@@ -68,3 +68,5 @@ def test_the_quick_start_runs_as_written(
     assert budget.spent.epsilon == pytest.approx(1.3)  # type: ignore[attr-defined]
     assert "budget_exceeded" in printed.out and "100%" in printed.err
     assert '"remaining"' in shell_outputs[-1] and '"mean_field"' in shell_outputs[-1]
+    flow, retrieval = namespace["flow"], namespace["retrieval"]
+    assert flow.seed == 7 and retrieval.nearest_pattern == 2  # type: ignore[attr-defined]

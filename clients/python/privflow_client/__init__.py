@@ -10,13 +10,15 @@ It speaks only the REST contract (API.md)::
         )
         release.samples_array  # (n_samples, width) NumPy array
         client.datasets.budget(dataset_id).remaining.epsilon
+        flow = client.flows.mmd(source, target, bandwidth=1.0, seed=7)  # public clouds
+        flow.particles_array  # the same seed and inputs give the same array
 
 ``AsyncClient`` is the asyncio twin. Errors are the ``PrivflowError`` tree of
 ``privflow_client._errors``; models are in ``privflow_client._models``; the pure wire logic
 (requests, parsing, retries) is ``privflow_client._wire``.
 """
 
-from privflow_client._async_client import AsyncClient, AsyncJob, AsyncPaginator
+from privflow_client._async_client import AsyncClient, AsyncJob, AsyncMemory, AsyncPaginator
 from privflow_client._client import Client, Job, Paginator
 from privflow_client._csv import read_csv, read_schema
 from privflow_client._errors import (
@@ -33,6 +35,7 @@ from privflow_client._errors import (
     TooLarge,
     Unauthenticated,
 )
+from privflow_client._flows import Memory
 from privflow_client._models import (
     ApproxDP,
     Budget,
@@ -41,11 +44,15 @@ from privflow_client._models import (
     CertificateValues,
     Dataset,
     DatasetCreate,
+    DrMMDRequest,
     FloatColumn,
+    FlowDescription,
+    FlowResult,
     Grant,
     GrantCreate,
     JobAccepted,
     JobInfo,
+    KernelSpec,
     Key,
     KeyCreate,
     KeyCreated,
@@ -54,7 +61,12 @@ from privflow_client._models import (
     LinearRegressionUtility,
     LogisticRegressionUtility,
     MeanUtility,
+    MemoryCreate,
+    MemoryCreated,
+    MemoryRetrieve,
+    MMDRequest,
     ModeUtility,
+    MuonRequest,
     Page,
     Problem,
     PureDP,
@@ -62,10 +74,13 @@ from privflow_client._models import (
     Release,
     ReleaseBudget,
     RenyiPoint,
+    Retrieval,
     SampleRequest,
     SamplerInfo,
     SamplerParams,
     Spend,
+    StudentTeacherTask,
+    WeightedPoints,
 )
 from privflow_client._wire import RetryPolicy
 
@@ -75,6 +90,7 @@ __all__ = [
     "ApproxDP",
     "AsyncClient",
     "AsyncJob",
+    "AsyncMemory",
     "AsyncPaginator",
     "Budget",
     "BudgetExceeded",
@@ -85,7 +101,10 @@ __all__ = [
     "ConnectionFailed",
     "Dataset",
     "DatasetCreate",
+    "DrMMDRequest",
     "FloatColumn",
+    "FlowDescription",
+    "FlowResult",
     "Forbidden",
     "Grant",
     "GrantCreate",
@@ -97,14 +116,21 @@ __all__ = [
     "JobInfo",
     "JobTimeout",
     "KMeansUtility",
+    "KernelSpec",
     "Key",
     "KeyCreate",
     "KeyCreated",
     "LedgerEntry",
     "LinearRegressionUtility",
     "LogisticRegressionUtility",
+    "MMDRequest",
     "MeanUtility",
+    "Memory",
+    "MemoryCreate",
+    "MemoryCreated",
+    "MemoryRetrieve",
     "ModeUtility",
+    "MuonRequest",
     "NotFound",
     "Overloaded",
     "Page",
@@ -116,13 +142,16 @@ __all__ = [
     "Release",
     "ReleaseBudget",
     "RenyiPoint",
+    "Retrieval",
     "RetryPolicy",
     "SampleRequest",
     "SamplerInfo",
     "SamplerParams",
     "Spend",
+    "StudentTeacherTask",
     "TooLarge",
     "Unauthenticated",
+    "WeightedPoints",
     "__version__",
     "read_csv",
     "read_schema",

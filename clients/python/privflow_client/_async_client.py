@@ -1,7 +1,8 @@
 """The asyncio client: ``AsyncClient``, its resources, ``AsyncJob`` handles, ``AsyncPaginator``.
 
 The same thin loop as :mod:`privflow_client._client` over the same pure
-:mod:`privflow_client._wire`, with ``await`` where that one blocks. One ``AsyncClient`` serves
+:mod:`privflow_client._wire` and the same flow and memory fronts
+(:mod:`privflow_client._flows`), with ``await`` where that one blocks. One ``AsyncClient`` serves
 many concurrent tasks (``asyncio.gather``); each call keeps its own ``Idempotency-Key``.
 """
 
@@ -20,24 +21,35 @@ from pydantic import PrivateAttr
 from privflow_client import _wire as wire
 from privflow_client._client import DEFAULT_TIMEOUT
 from privflow_client._errors import JobTimeout, PrivflowError
+from privflow_client._flows import FlowsAPI, MemoriesAPI, Memory
 from privflow_client._models import (
     Budget,
     Column,
     Dataset,
+    FlowResult,
     Grant,
     JobInfo,
     Key,
     KeyCreated,
     LedgerEntry,
+    MemoryCreated,
     Page,
     Release,
+    Retrieval,
     Role,
     SamplerParams,
     Utility,
 )
 from privflow_client._progress import ProgressBar
 
-__all__ = ["AsyncClient", "AsyncJob", "AsyncPaginator"]
+__all__ = [
+    "AsyncClient",
+    "AsyncFlows",
+    "AsyncJob",
+    "AsyncMemories",
+    "AsyncMemory",
+    "AsyncPaginator",
+]
 
 T = TypeVar("T")
 
@@ -117,6 +129,14 @@ class AsyncJob(JobInfo):
         """Wait for a release job and return its release, or raise the error it ended with."""
         return wire.job_release(await self.wait(timeout, progress=progress))
 
+    async def flow(self, timeout: float | None = None, *, progress: bool = False) -> FlowResult:
+        """Wait for a flow job and return its result, or raise the error it ended with."""
+        return wire.job_output(await self.wait(timeout, progress=progress), FlowResult)
+
+    async def retrieval(self, timeout: float | None = None, *, progress: bool = False) -> Retrieval:
+        """Wait for a retrieval job and return its result, or raise the error it ended with."""
+        return wire.job_output(await self.wait(timeout, progress=progress), Retrieval)
+
     async def cancel(self) -> AsyncJob:
         """Ask the service to stop the job; its charge stays spent."""
         return await self._bound().jobs.cancel(self.id)
@@ -148,6 +168,8 @@ class AsyncClient:
         self.datasets = AsyncDatasets(self)
         self.releases = AsyncReleases(self)
         self.jobs = AsyncJobs(self)
+        self.flows = AsyncFlows(self)
+        self.memories = AsyncMemories(self)
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.base_url!r})"
@@ -207,6 +229,13 @@ class AsyncClient:
 class _AsyncResource:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+
+    async def _start(self, call: wire.Call[Any], wait: bool) -> Any:
+        """Send work: its answer when ``wait``, else the :class:`AsyncJob` it became."""
+        answer = await self._client.send(call)
+        if wait:
+            return wire.expect_answer(answer)
+        return await self._client.jobs.get(wire.expect_job(answer).job_id)
 
 
 class AsyncKeys(_AsyncResource):
@@ -344,3 +373,21 @@ class AsyncJobs(_AsyncResource):
             job.release_id = job.result.get("release_id")
         job._client = self._client
         return job
+
+
+AsyncMemory = Memory[Awaitable[Retrieval], Awaitable[AsyncJob]]
+"""A memory bound to an ``AsyncClient``: ``await memory.retrieve(query)``."""
+
+
+class AsyncFlows(_AsyncResource, FlowsAPI[Awaitable[FlowResult], Awaitable[AsyncJob]]):
+    """``/v1/flows/*``: ``await client.flows.mmd(...)`` (see ``_flows.FlowsAPI``)."""
+
+
+class AsyncMemories(
+    _AsyncResource,
+    MemoriesAPI[Awaitable[AsyncMemory], Awaitable[Retrieval], Awaitable[AsyncJob]],
+):
+    """``/v1/memories``: ``await client.memories.create(...)`` (see ``_flows.MemoriesAPI``)."""
+
+    async def _create(self, call: wire.Call[MemoryCreated]) -> AsyncMemory:
+        return Memory(await self._client.send(call), self)

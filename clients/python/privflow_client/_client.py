@@ -1,7 +1,8 @@
 """The synchronous client: ``Client``, its resources, ``Job`` handles and ``Paginator``.
 
 A thin I/O loop over :mod:`privflow_client._wire`: every method builds a ``Call`` there, and
-:meth:`Client.send` sends it, sleeping and resending as ``_wire.retry_delay`` decides.
+:meth:`Client.send` sends it, sleeping and resending as ``_wire.retry_delay`` decides. Flows
+and memories are the shared fronts of :mod:`privflow_client._flows` with a blocking ``_start``.
 """
 
 from __future__ import annotations
@@ -17,24 +18,28 @@ from pydantic import PrivateAttr
 
 from privflow_client import _wire as wire
 from privflow_client._errors import JobTimeout, PrivflowError
+from privflow_client._flows import FlowsAPI, MemoriesAPI, Memory
 from privflow_client._models import (
     Budget,
     Column,
     Dataset,
+    FlowResult,
     Grant,
     JobInfo,
     Key,
     KeyCreated,
     LedgerEntry,
+    MemoryCreated,
     Page,
     Release,
+    Retrieval,
     Role,
     SamplerParams,
     Utility,
 )
 from privflow_client._progress import ProgressBar
 
-__all__ = ["Client", "Job", "Paginator"]
+__all__ = ["Client", "Flows", "Job", "Memories", "Paginator"]
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -66,7 +71,8 @@ class Paginator(Generic[T]):
 
 
 class Job(JobInfo):
-    """A job bound to the client that fetched it: refresh, wait, cancel, get its release."""
+    """A job bound to the client that fetched it: refresh, wait, cancel, get its release (or
+    its flow result, or its retrieval)."""
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -113,6 +119,15 @@ class Job(JobInfo):
         raises its error (``InternalError``, or code ``cancelled``)."""
         return wire.job_release(self.wait(timeout, progress=progress))
 
+    def flow(self, timeout: float | None = None, *, progress: bool = False) -> FlowResult:
+        """Wait for a flow job (``client.flows.submit_*``) and return its :class:`FlowResult`;
+        a failed or cancelled job raises its error."""
+        return wire.job_output(self.wait(timeout, progress=progress), FlowResult)
+
+    def retrieval(self, timeout: float | None = None, *, progress: bool = False) -> Retrieval:
+        """Wait for a retrieval job (``memory.submit``) and return its :class:`Retrieval`."""
+        return wire.job_output(self.wait(timeout, progress=progress), Retrieval)
+
     def cancel(self) -> Job:
         """Ask the service to stop the job; its charge stays spent."""
         return self._bound().jobs.cancel(self.id)
@@ -157,6 +172,8 @@ class Client:
         self.datasets = Datasets(self)
         self.releases = Releases(self)
         self.jobs = Jobs(self)
+        self.flows = Flows(self)
+        self.memories = Memories(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -216,6 +233,13 @@ class Client:
 class _Resource:
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    def _start(self, call: wire.Call[Any], wait: bool) -> Any:
+        """Send work: its answer when ``wait``, else the :class:`Job` it became."""
+        answer = self._client.send(call)
+        if wait:
+            return wire.expect_answer(answer)
+        return self._client.jobs.get(wire.expect_job(answer).job_id)
 
 
 class Keys(_Resource):
@@ -368,3 +392,14 @@ class Jobs(_Resource):
             job.release_id = job.result.get("release_id")
         job._client = self._client
         return job
+
+
+class Flows(_Resource, FlowsAPI[FlowResult, Job]):
+    """``/v1/flows/*``: see :class:`privflow_client._flows.FlowsAPI`."""
+
+
+class Memories(_Resource, MemoriesAPI[Memory[Retrieval, Job], Retrieval, Job]):
+    """``/v1/memories``: see :class:`privflow_client._flows.MemoriesAPI`."""
+
+    def _create(self, call: wire.Call[MemoryCreated]) -> Memory[Retrieval, Job]:
+        return Memory(self._client.send(call), self)

@@ -1,5 +1,5 @@
 """Typed request and response models of the REST contract (API.md: keys, datasets, grants,
-releases, ledger, jobs).
+releases, ledger, jobs, flows and memories).
 
 Request models refuse unknown fields, so a typo fails before anything is sent; numeric ranges
 are left to the service, whose 422 ``invalid_request`` names the field. Response models keep
@@ -26,22 +26,31 @@ __all__ = [
     "Column",
     "Dataset",
     "DatasetCreate",
+    "DrMMDRequest",
     "FieldProblem",
     "FloatColumn",
+    "FlowDescription",
+    "FlowResult",
     "Grant",
     "GrantCreate",
     "JobAccepted",
     "JobInfo",
     "JobStatus",
     "KMeansUtility",
+    "KernelSpec",
     "Key",
     "KeyCreate",
     "KeyCreated",
     "LedgerEntry",
     "LinearRegressionUtility",
     "LogisticRegressionUtility",
+    "MMDRequest",
     "MeanUtility",
+    "MemoryCreate",
+    "MemoryCreated",
+    "MemoryRetrieve",
     "ModeUtility",
+    "MuonRequest",
     "Page",
     "Problem",
     "PureDP",
@@ -49,12 +58,15 @@ __all__ = [
     "Release",
     "ReleaseBudget",
     "RenyiPoint",
+    "Retrieval",
     "Role",
     "SampleRequest",
     "SamplerInfo",
     "SamplerParams",
     "Spend",
+    "StudentTeacherTask",
     "Utility",
+    "WeightedPoints",
 ]
 
 T = TypeVar("T")
@@ -400,3 +412,159 @@ class Page(_Response, Generic[T]):
 
     items: list[T]
     next_cursor: str | None = None
+
+
+# --- flows and memories (public point clouds: no budget, seeds allowed) ----------------------
+
+Points = list[list[float]]
+"""A point cloud as sent: equal-length rows of finite numbers (the service checks both)."""
+
+
+class KernelSpec(_Request):
+    """The kernel of an MMD or DrMMD flow."""
+
+    name: Literal["gaussian", "imq", "laplace"] = "gaussian"
+    bandwidth: float
+
+
+class _FlowRequest(_Request):
+    """What every flow takes; ``None`` fields take the service's defaults."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    steps: int | None = None
+    step_size: float | None = None
+    seed: int | None = None
+    record_every: int | None = None
+    run_async: bool | None = Field(default=None, alias="async")
+
+
+class MMDRequest(_FlowRequest):
+    """``POST /v1/flows/mmd``: ``noise_level`` 0 is the plain MMD flow."""
+
+    source: Points
+    target: Points
+    kernel: KernelSpec
+    noise_level: float | None = None
+
+
+class DrMMDRequest(_FlowRequest):
+    """``POST /v1/flows/drmmd``: ``lambda`` a number or ``"adaptive"`` (the service default)."""
+
+    source: Points
+    target: Points
+    kernel: KernelSpec
+    lambda_: float | Literal["adaptive"] | None = Field(default=None, alias="lambda")
+
+
+class StudentTeacherTask(_Request):
+    """The public student–teacher task of a Muon flow; every draw it makes is fixed by
+    ``data_seed``. ``None`` fields take the service's defaults."""
+
+    kind: Literal["student_teacher"] = "student_teacher"
+    input_dim: int | None = None
+    hidden: int | None = None
+    teachers: int | None = None
+    n_train: int | None = None
+    output: Literal["quadexp", "linear"] | None = None
+    data_seed: int | None = None
+
+
+class MuonRequest(_FlowRequest):
+    """``POST /v1/flows/muon``: regularised (or standard ``newton_schulz``) Muon."""
+
+    task: StudentTeacherTask = Field(default_factory=StudentTeacherTask)
+    particles: int | None = None
+    momentum: float | None = None
+    regularization: float | None = None
+    update: Literal["regularized", "newton_schulz"] | None = None
+
+
+class FlowDescription(_Response):
+    """The public description of a flow run, ``seed`` included (API.md "Flows")."""
+
+    flow: str
+    particles: int
+    dim: int
+    steps: int
+    step_size: float
+    flow_time: float
+    initialization: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+
+
+class FlowResult(_Response):
+    """A flow's answer (or a flow job's ``result``): final particles, the trace (rows
+    ``{"step", ...metrics}``, the first before any step, the last the final state), the run's
+    wall time, and the ``seed`` used — sent again with the same inputs it gives the same
+    particles bit for bit."""
+
+    particles: list[Any]
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+    seconds: float
+    seed: int | None = None
+    description: FlowDescription | None = None
+
+    @property
+    def particles_array(self) -> np.ndarray:
+        """The particles as a float64 array: ``(n, d)`` for MMD and DrMMD, ``(particles,
+        hidden, input_dim + 1)`` for Muon."""
+        return np.asarray(self.particles, dtype=np.float64)
+
+    def trace_column(self, name: str) -> np.ndarray:
+        """One trace metric (``"step"``, ``"mmd2"``, ``"loss"``, ...) as a float64 array, one
+        value per row; NaN in rows without it (the first row has no step info)."""
+        return np.asarray([row.get(name, np.nan) for row in self.trace], dtype=np.float64)
+
+
+class WeightedPoints(_Request):
+    """A weighted point cloud; ``weights`` ``None`` is uniform."""
+
+    points: Points
+    weights: list[float] | None = None
+
+
+class MemoryCreate(_Request):
+    """``POST /v1/memories``: patterns (weighted clouds of one dimension), blur, beta."""
+
+    patterns: list[WeightedPoints]
+    blur: float
+    beta: float | None = None
+
+
+class MemoryCreated(_Response):
+    memory_id: str
+    n_patterns: int
+
+
+class MemoryRetrieve(_Request):
+    """``POST /v1/memories/{id}/retrieve``; ``None`` fields take the service's defaults."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    query: WeightedPoints
+    steps: int | None = None
+    step_size: float | None = None
+    weight_step: float | None = None
+    run_async: bool | None = Field(default=None, alias="async")
+
+
+class Retrieval(_Response):
+    """A retrieval: the query's final points and weights, the nearest stored pattern (an
+    index into the patterns), the debiased divergence to each pattern and the energy trace."""
+
+    points: Points
+    weights: list[float]
+    nearest_pattern: int
+    divergences: list[float]
+    energy_trace: list[float] = Field(default_factory=list)
+    seconds: float | None = None
+
+    @property
+    def points_array(self) -> np.ndarray:
+        """The retrieved points as an ``(n, d)`` float64 array."""
+        return np.asarray(self.points, dtype=np.float64)
+
+    @property
+    def weights_array(self) -> np.ndarray:
+        """The retrieved weights (summing to one) as a float64 array."""
+        return np.asarray(self.weights, dtype=np.float64)

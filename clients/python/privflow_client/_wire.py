@@ -8,9 +8,10 @@ the final answer to :func:`parse`. Nothing here performs I/O, sleeps or reads th
 Retries (API.md "Conventions"): an attempt is repeated on a connection failure, a 429 (after
 ``Retry-After``) or a 502/503/504, with capped exponential backoff — but a request that may
 already have reached the service is repeated only when that is safe (:attr:`Call.replay_safe`):
-reads, deletes, grant upserts, and budget-spending POSTs that carry an ``Idempotency-Key``. The
-key is generated once per call and sent unchanged on every attempt, so the service answers a
-retried release with the first response and charges it once.
+reads, deletes, grant upserts, and the POSTs that spend budget or start work (releases, flows,
+memory retrievals), which carry an ``Idempotency-Key``. The key is generated once per call and
+sent unchanged on every attempt, so the service answers a retried release (or flow) with the
+first response and charges (or runs) it once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from privflow_client._errors import ConnectionFailed, InvalidRequest, PrivflowEr
 from privflow_client._models import (
     Dataset,
     DatasetCreate,
+    DrMMDRequest,
+    FlowResult,
     Grant,
     GrantCreate,
     JobAccepted,
@@ -40,8 +43,14 @@ from privflow_client._models import (
     KeyCreate,
     KeyCreated,
     LedgerEntry,
+    MemoryCreate,
+    MemoryCreated,
+    MemoryRetrieve,
+    MMDRequest,
+    MuonRequest,
     Page,
     Release,
+    Retrieval,
     SampleRequest,
 )
 
@@ -56,25 +65,32 @@ __all__ = [
     "connection_failed",
     "create_dataset",
     "create_key",
+    "create_memory",
     "create_release",
+    "expect_answer",
     "expect_job",
     "expect_release",
+    "flow",
     "get_dataset",
     "get_job",
     "get_release",
     "grant",
+    "job_output",
     "job_release",
     "list_datasets",
     "list_keys",
     "list_ledger",
     "parse",
     "parse_retry_after",
+    "plain",
     "poll_sleep",
     "readyz",
     "records_list",
+    "retrieve",
     "retry_delay",
     "revoke_key",
     "sample_request",
+    "weighted",
 ]
 
 T = TypeVar("T")
@@ -316,25 +332,90 @@ def list_ledger(dataset_id: str, limit: int | None, cursor: str | None) -> Call[
     return _list_call(f"/v1/datasets/{_segment(dataset_id)}/ledger", LedgerEntry, limit, cursor)
 
 
-def _release_or_job(status: int, data: Any) -> Release | JobAccepted:
-    if status == 202:
-        return JobAccepted.model_validate(data)
-    return Release.model_validate(data)
+def _answer_or_job(model: type[M]) -> Callable[[int, Any], M | JobAccepted]:
+    """Parse a work answer: 202 is the job it became (``"async": true``), else ``model``."""
+
+    def parse(status: int, data: Any) -> M | JobAccepted:
+        if status == 202:
+            return JobAccepted.model_validate(data)
+        return model.model_validate(data)
+
+    return parse
+
+
+def _work(
+    path: str, body: BaseModel, model: type[M], idempotency_key: str | None
+) -> Call[M | JobAccepted]:
+    """A POST that spends budget or starts work: it always carries an ``Idempotency-Key`` (a
+    fresh uuid4 unless given), so every retry of this call is the same request to the service
+    (which answers it with the first answer, and charges or runs it once)."""
+    return Call(
+        "POST",
+        path,
+        _answer_or_job(model),
+        body=_body(body),
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+        replay_safe=True,
+    )
 
 
 def create_release(
     dataset_id: str, body: SampleRequest, idempotency_key: str | None = None
 ) -> Call[Release | JobAccepted]:
-    """A release spends budget: it always carries an ``Idempotency-Key`` (a fresh uuid4 unless
-    given), so every retry of this call is the same request to the service."""
-    return Call(
-        "POST",
-        f"/v1/datasets/{_segment(dataset_id)}/samples",
-        _release_or_job,
-        body=_body(body),
-        idempotency_key=idempotency_key or str(uuid.uuid4()),
-        replay_safe=True,
+    """A release spends budget: one ``Idempotency-Key`` across its retries (see ``_work``)."""
+    return _work(f"/v1/datasets/{_segment(dataset_id)}/samples", body, Release, idempotency_key)
+
+
+_FLOWS: dict[str, type[BaseModel]] = {"mmd": MMDRequest, "drmmd": DrMMDRequest, "muon": MuonRequest}
+
+
+def flow(
+    name: str, fields: Mapping[str, Any], *, wait: bool = True, idempotency_key: str | None = None
+) -> Call[FlowResult | JobAccepted]:
+    """``POST /v1/flows/{name}`` (``mmd``, ``drmmd`` or ``muon``) from the SDK's keyword
+    arguments: NumPy arrays become lists, and MMD/DrMMD's ``kernel`` (a name, default
+    ``gaussian``) and ``bandwidth`` become the request's kernel spec. ``wait=False`` asks for a
+    job. A flow starts work, so it carries an ``Idempotency-Key`` like a release."""
+    values = {key: plain(value) for key, value in fields.items()}
+    if name in ("mmd", "drmmd"):
+        kernel = {"name": values.pop("kernel", "gaussian")}
+        if "bandwidth" in values:
+            kernel["bandwidth"] = values.pop("bandwidth")
+        values["kernel"] = kernel
+    body = build(_FLOWS[name], **values, run_async=None if wait else True)
+    return _work(f"/v1/flows/{name}", body, FlowResult, idempotency_key)
+
+
+def create_memory(patterns: Any, blur: float, beta: float | None) -> Call[MemoryCreated]:
+    """``POST /v1/memories``. Not resent once it may have arrived: the service keeps no
+    ``Idempotency-Key`` for it, so a resend after a lost answer would store the patterns twice
+    (as for keys and datasets)."""
+    body = build(
+        MemoryCreate, patterns=[weighted(pattern) for pattern in patterns], blur=blur, beta=beta
     )
+    return Call("POST", "/v1/memories", _model(MemoryCreated), body=_body(body))
+
+
+def retrieve(
+    memory_id: str,
+    query: Any,
+    fields: Mapping[str, Any],
+    *,
+    wait: bool = True,
+    idempotency_key: str | None = None,
+) -> Call[Retrieval | JobAccepted]:
+    """``POST /v1/memories/{id}/retrieve``: ``query`` as in :func:`weighted` (``fields`` may
+    hold its ``weights``, and ``steps``, ``step_size``, ``weight_step``); ``wait=False`` asks
+    for a job. It starts work: one ``Idempotency-Key`` across its retries."""
+    values = {key: plain(value) for key, value in fields.items()}
+    body = build(
+        MemoryRetrieve,
+        query=weighted(query, values.pop("weights", None)),
+        **values,
+        run_async=None if wait else True,
+    )
+    path = f"/v1/memories/{_segment(memory_id)}/retrieve"
+    return _work(path, body, Retrieval, idempotency_key)
 
 
 def get_release(release_id: str) -> Call[Release]:
@@ -374,6 +455,32 @@ def records_list(records: Any) -> Any:
     return [row.tolist() if isinstance(row, np.ndarray) else list(row) for row in records]
 
 
+def plain(value: Any) -> Any:
+    """``value`` ready for JSON: NumPy arrays and scalars become lists and numbers, all the way
+    down through lists, tuples and dicts (anything else is left to the request model)."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def weighted(cloud: Any, weights: Any = None) -> Any:
+    """A weighted point cloud of a memory request: ``{"points", "weights"}`` (a mapping or a
+    ``WeightedPoints``, taken as it is), or points — a 2-D array or a list of rows — with
+    ``weights`` (``None``: uniform)."""
+    if isinstance(cloud, BaseModel | Mapping):
+        if weights is not None:
+            raise InvalidRequest(
+                "Give weights inside the weighted cloud or as weights=, not both",
+                errors=[{"field": "weights", "message": "given twice"}],
+            )
+        return plain(cloud) if isinstance(cloud, Mapping) else cloud
+    return {"points": plain(cloud), "weights": plain(weights)}
+
+
 def sample_request(
     utility: Any,
     epsilon: float,
@@ -403,16 +510,32 @@ def expect_release(result: Release | JobAccepted) -> Release:
     return result
 
 
-def expect_job(result: Release | JobAccepted) -> JobAccepted:
-    if not isinstance(result, JobAccepted):
-        raise PrivflowError("Expected a job, got a release", code="unexpected_response")
+def expect_answer(result: T | JobAccepted) -> T:
+    """The answer of work that was asked to run synchronously (never a 202 job)."""
+    if isinstance(result, JobAccepted):
+        raise PrivflowError("Expected an answer, got a job", code="unexpected_response")
     return result
 
 
-def job_release(job: JobInfo) -> Release:
-    """The release a finished release job produced, or the error it ended with."""
+def expect_job(result: T | JobAccepted) -> JobAccepted:
+    if not isinstance(result, JobAccepted):
+        raise PrivflowError(
+            f"Expected a job, got {type(result).__name__}", code="unexpected_response"
+        )
+    return result
+
+
+def job_output(job: JobInfo, model: type[M]) -> M:
+    """What a finished job produced as ``model`` (``Release``, ``FlowResult``, ``Retrieval``),
+    or the error it ended with."""
     if job.status == "succeeded" and job.result is not None:
-        return Release.model_validate(job.result)
+        try:
+            return model.model_validate(job.result)
+        except ValidationError as exc:
+            raise PrivflowError(
+                f"Job {job.id} ({job.kind}) did not produce a {model.__name__}",
+                code="unexpected_response",
+            ) from exc
     if job.status in ("failed", "cancelled"):
         # A job cancelled while still queued ends with no error body: say what happened.
         status = 409 if job.status == "cancelled" else 500
@@ -422,6 +545,11 @@ def job_release(job: JobInfo) -> Release:
         }  # fmt: skip
         raise error_for(int(problem.get("status") or status), problem)
     raise PrivflowError(f"Job {job.id} has not finished ({job.status})", code="job_not_finished")
+
+
+def job_release(job: JobInfo) -> Release:
+    """The release a finished release job produced, or the error it ended with."""
+    return job_output(job, Release)
 
 
 def poll_sleep(poll_interval: float, remaining: float | None) -> float:
