@@ -17,11 +17,12 @@ import numpy as np
 
 from dp_core.flows.sinkhorn_memory import DEFAULT_STEP_SIZE, DEFAULT_STEPS, SinkhornMemory
 from service.actions.flows import as_cloud, check_points
-from service.actions.outcome import Started
-from service.actions.work import CancelFn, ProgressFn, start_work
+from service.actions.outcome import Outcome, Started
+from service.actions.work import CancelFn, ProgressFn, replay_or_conflict, start_work
 from service.context import ServiceContext
 from service.errors import ApiError
 from service.schemas.flows import MemoryCreate, MemoryRetrieve, WeightedPoints
+from service.store import idempotency
 from service.store import memories as store
 from service.store.keys import KeyRecord
 
@@ -50,11 +51,26 @@ def _build(
     return SinkhornMemory.store(patterns, blur, beta)
 
 
-def create_memory(ctx: ServiceContext, key: KeyRecord, body: MemoryCreate) -> dict[str, Any]:
+def create_memory(
+    ctx: ServiceContext,
+    key: KeyRecord,
+    body: MemoryCreate,
+    idem_key: str | None = None,
+    digest: str = "",
+) -> Outcome:
+    """Store a memory (201); a retry with the same ``Idempotency-Key`` returns the first answer
+    and stores nothing more."""
     check_points(ctx, *(p.points for p in body.patterns))
+    if idem_key is not None:
+        with ctx.store.read() as conn:
+            seen = idempotency.lookup(conn, key.id, idem_key)
+        if seen is not None:
+            return replay_or_conflict(seen, digest)
     clouds = [_measure(p, f"patterns[{k}]") for k, p in enumerate(body.patterns)]
     memory = _build(clouds, body.blur, body.beta)  # InvalidParameter -> 422
     with ctx.store.transaction() as conn:
+        if idem_key is not None and (seen := idempotency.lookup(conn, key.id, idem_key)):
+            return replay_or_conflict(seen, digest)  # a concurrent twin stored it first
         record = store.create_memory(
             conn,
             key.id,
@@ -63,11 +79,14 @@ def create_memory(ctx: ServiceContext, key: KeyRecord, body: MemoryCreate) -> di
             body.beta,
             memory.dim,
         )
+        answer = {"memory_id": record.id, "n_patterns": record.n_patterns}
+        if idem_key is not None:
+            idempotency.record(conn, key.id, idem_key, digest, status_code=201, response=answer)
     with _cache_lock:
         _cache[record.id] = memory
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
-    return {"memory_id": record.id, "n_patterns": record.n_patterns}
+    return Outcome(201, answer)
 
 
 def _memory(ctx: ServiceContext, key: KeyRecord, memory_id: str) -> SinkhornMemory:

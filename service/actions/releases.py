@@ -26,7 +26,7 @@ from dp_core.privacy.mechanism import ExponentialMechanism, Plan
 from service.actions.access import visible_dataset
 from service.actions.outcome import Outcome, Started
 from service.actions.utilities import BoundUtility, bind_utility
-from service.actions.work import JobHooks, overloaded
+from service.actions.work import JobHooks, overloaded, replay_or_conflict
 from service.context import ServiceContext
 from service.errors import ApiError, problem_body
 from service.schemas.releases import SampleRequest
@@ -167,15 +167,8 @@ def _budget_refusal(scope: str) -> Outcome:
 
 
 def _replay(seen: idempotency.IdempotencyRecord, digest: str) -> Started:
-    if seen.request_hash != digest:
-        raise ApiError(
-            422,
-            "idempotency_conflict",
-            "This Idempotency-Key was used with a different request.",
-        )
-    if seen.status_code is not None and seen.response is not None:
-        return Started(outcome=Outcome(seen.status_code, seen.response))
-    return Started(replay=True)
+    outcome = replay_or_conflict(seen, digest)
+    return Started(outcome=outcome) if outcome is not None else Started(replay=True)
 
 
 def _observe_charge(ctx: ServiceContext, dataset_id: str, plan: Plan) -> None:

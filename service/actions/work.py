@@ -26,7 +26,15 @@ from service.store.keys import KeyRecord
 from service.store.leases import RUNNER
 from service.store.ledger import get_release
 
-__all__ = ["JobHooks", "ProgressFn", "WorkFn", "overloaded", "start_work", "wait_for_answer"]
+__all__ = [
+    "JobHooks",
+    "ProgressFn",
+    "WorkFn",
+    "overloaded",
+    "replay_or_conflict",
+    "start_work",
+    "wait_for_answer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +79,8 @@ def start_work(
                 seen = idempotency.lookup(conn, key.id, idem_key)
                 if seen is not None:
                     slot.release()
-                    if seen.request_hash != digest:
-                        raise ApiError(
-                            422,
-                            "idempotency_conflict",
-                            "This Idempotency-Key was used with a different request.",
-                        )
-                    if seen.status_code is not None and seen.response is not None:
-                        return Started(outcome=Outcome(seen.status_code, seen.response))
-                    return Started(replay=True)
+                    outcome = replay_or_conflict(seen, digest)
+                    return Started(outcome=outcome) if outcome else Started(replay=True)
             if run_async:
                 job_id = jobs.create_job(conn, key.id, kind, RUNNER)
             accepted = Outcome(202, {"job_id": job_id}) if job_id is not None else None
@@ -98,6 +99,18 @@ def start_work(
     run = _WorkRun(ctx, kind, work, status, job_id, idem_key, key.id, particle_steps)
     future = ctx.pool.submit(slot, run)
     return Started(outcome=accepted) if accepted is not None else Started(future=future)
+
+
+def replay_or_conflict(seen: idempotency.IdempotencyRecord, digest: str) -> Outcome | None:
+    """The stored answer for a retried request (None while the first is still running); 422
+    ``idempotency_conflict`` when the key came with another body."""
+    if seen.request_hash != digest:
+        raise ApiError(
+            422, "idempotency_conflict", "This Idempotency-Key was used with a different request."
+        )
+    if seen.status_code is not None and seen.response is not None:
+        return Outcome(seen.status_code, seen.response)
+    return None
 
 
 def wait_for_answer(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout: float) -> Outcome:

@@ -9,11 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.actions import memories as actions
-from service.api._common import problems
+from service.actions.outcome import Started
+from service.api._common import answer, problems
 from service.api.flows import run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
 from service.schemas.flows import MemoryCreate, MemoryCreated, MemoryRetrieve
 from service.schemas.releases import JobAccepted
+from service.store.idempotency import request_hash
 
 __all__ = ["router"]
 
@@ -26,8 +28,16 @@ router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=problems(
     response_model=MemoryCreated,
     summary="Store patterns (weighted point clouds) as a Sinkhorn associative memory",
 )
-async def create_memory(body: MemoryCreate, ctx: Ctx, key: ApiKey) -> dict:
-    return await run_in_threadpool(actions.create_memory, ctx, key, body)
+async def create_memory(
+    body: MemoryCreate, ctx: Ctx, key: ApiKey, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    digest = request_hash(
+        "POST", "/v1/memories", body.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    outcome = await run_in_threadpool(
+        actions.create_memory, ctx, key, body, idempotency_key, digest
+    )
+    return await answer(Started(outcome=outcome))
 
 
 @router.post(

@@ -27,7 +27,8 @@ Points = Annotated[list[Point], Field(min_length=1)]
 """A point cloud: a non-empty list of equal-length lists of finite numbers."""
 Weights = Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=1)]
 Positive = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
-Seed = Annotated[int, Field(ge=0, lt=2**63)]
+Seed = Annotated[int, Field(ge=0, lt=2**64)]
+"""A public seed: any 64-bit unsigned integer, the range of the seeds the engine draws."""
 
 
 class KernelSpec(Request):

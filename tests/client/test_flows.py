@@ -142,11 +142,6 @@ def test_mmd_flow_takes_arrays_or_lists_and_a_seed_reproduces_it(admin: Client) 
     assert isinstance(unseeded.seed, int)  # the seed used comes back (replay: next test)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="service bug: a fresh seed is secrets.randbits(64), but requests take seeds < 2**63, "
-    "so about half of the unseeded runs cannot be replayed with the seed they return",
-)
 def test_every_unseeded_run_replays_with_the_seed_it_returns(admin: Client) -> None:
     source, target = _clouds(n=5, m=5)
     for _ in range(8):  # all 8 fresh seeds below 2**63 by chance: 1 in 256

@@ -183,3 +183,16 @@ def test_muon_flow_dissipates_its_hamiltonian(client: TestClient, admin: dict[st
     ).json()
     assert standard["trace"][0]["loss"] == result["trace"][0]["loss"]  # same initial particles
     assert standard["particles"] != result["particles"]
+
+
+def test_memory_creation_is_idempotent(client: TestClient, admin: dict[str, str]) -> None:
+    body = {"patterns": [{"points": [[0.0, 0.0], [1.0, 1.0]]}], "blur": 0.5}
+    headers = {**admin, "Idempotency-Key": "mem-1"}
+    first = client.post("/v1/memories", json=body, headers=headers)
+    second = client.post("/v1/memories", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()  # stored once: the same memory id
+    other = client.post("/v1/memories", json={**body, "blur": 0.6}, headers=headers)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_conflict"
+    fresh = client.post("/v1/memories", json=body, headers=admin)
+    assert fresh.json()["memory_id"] != first.json()["memory_id"]
