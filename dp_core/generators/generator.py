@@ -59,9 +59,21 @@ class FitReport:
     energy: float
     max_rel_mass_error: float
     seconds: float
+    levels: tuple[tuple[float, int, float], ...] = ()
+    """Per fit stage ``(ε, evaluations, max rel. mass error)``; ε = 0 is the Adam stage."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["levels"] = [list(v) for v in self.levels]
+        return out
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> FitReport:
+        fields = dict(state)
+        fields["levels"] = tuple(
+            (float(e), int(k), float(r)) for e, k, r in fields.get("levels", ())
+        )
+        return cls(**fields)
 
 
 def _check_points(points: object, weights: object) -> tuple[FloatArray, FloatArray]:
@@ -160,7 +172,8 @@ class Generator:
         if self.map_kind == "smoothed":
             z = smoothed.smoothed_map(x, y, self.heights, self.epsilon)
         elif self.map_kind == "hard":
-            z = hard.hard_map(x, y, self.heights)
+            # T_0 returns input points (A 10): index them, exactly, in input units
+            return self.points[hard.hard_cells(x, y, self.heights)]
         else:
             raise InvalidParameter("method", "aeot_top2 has no deterministic map")
         return self.standardization.inverse(z)
@@ -187,8 +200,9 @@ class Generator:
             i1, i2, theta = hard.top2_pairs(x, y, self.heights)
             keep = np.flatnonzero(theta < self.angle_threshold)[: n - filled]
             lk = lam[keep, None]
-            z = lk * y[i1[keep]] + (1.0 - lk) * y[i2[keep]]
-            out[filled : filled + keep.size] = self.standardization.inverse(z)
+            # (A 11′) in input units: the standardization is affine, so this equals ȳ + s·(...)
+            z = lk * self.points[i1[keep]] + (1.0 - lk) * self.points[i2[keep]]
+            out[filled : filled + keep.size] = z
             filled += keep.size
             if filled < n and drawn >= 1000 * CHUNK:
                 raise NumericalFailure(
@@ -251,7 +265,7 @@ class Generator:
             source=str(state["source"]),
             method=str(state["method"]),
             angle_threshold=float(state["angle_threshold"]),
-            report=FitReport(**state["report"]),
+            report=FitReport.from_dict(state["report"]),
         )
 
 
@@ -306,6 +320,7 @@ def fit_generator(
             x, y, nu, epsilon, max_steps=max_steps, tolerance=tolerance, progress=report_progress
         )
         h, steps, energy, err = res.heights, res.steps, res.energy, res.max_rel_mass_error
+        levels = res.levels
     else:
         budget = max(1, max_steps - min(HARD_ITERATIONS, max_steps // 2))
         res = smoothed.fit_smoothed(
@@ -328,12 +343,14 @@ def fit_generator(
             progress=None if report_progress is None else (lambda k: report_progress(offset + k)),
         )
         steps = res.steps + used
+        levels = (*res.levels, (0.0, int(used), float(err)))
     report = FitReport(
         steps=int(steps),
         converged=bool(err <= tolerance),
         energy=float(energy),
         max_rel_mass_error=float(err),
         seconds=time.perf_counter() - start,
+        levels=tuple(levels),
     )
     return Generator(
         points=y_raw,

@@ -25,7 +25,15 @@ import numpy as np
 from dp_core.engine.semidiscrete import top2_cost
 from dp_core.types import FloatArray
 
-__all__ = ["ADAM_LR", "fit_hard", "hard_map", "hard_masses", "hard_potential", "top2_pairs"]
+__all__ = [
+    "ADAM_LR",
+    "fit_hard",
+    "hard_cells",
+    "hard_map",
+    "hard_masses",
+    "hard_potential",
+    "top2_pairs",
+]
 
 ADAM_LR = 1e-4
 """Adam step in units of s² (AE-OT toy default for 8 Gaussians is 2e-5 on raw codes; aeot.md
@@ -84,6 +92,12 @@ def fit_hard(
         h = h - lr * mom / (np.sqrt(vel) + 1e-8)
         h = h - np.mean(h)
     return best_h, iterations, best_e, best_err
+
+
+def hard_cells(x: FloatArray, y: FloatArray, h: FloatArray) -> np.ndarray:
+    """``j*(x) = argmax_j a_j(x)`` (A 3), int64 (N,)."""
+    idx, _ = top2_cost(x, y, _phi(y, h))
+    return idx[:, 0]
 
 
 def hard_map(x: FloatArray, y: FloatArray, h: FloatArray) -> FloatArray:

@@ -51,6 +51,8 @@ class FitResult:
     converged: bool
     energy: float
     max_rel_mass_error: float
+    levels: tuple[tuple[float, int, float], ...] = ()
+    """Per continuation level: (ε, evaluations, max rel. mass error reached)."""
 
 
 class _Stop(Exception):
@@ -156,18 +158,21 @@ def fit_smoothed(
     levels = [e for e in CONTINUATION if e > eps] + [eps]
     h = np.zeros(y.shape[0]) if h0 is None else h0.copy()
     err, energy = np.inf, np.nan
+    done: list[tuple[float, int, float]] = []
     for k, level in enumerate(levels):
         last = k == len(levels) - 1
         tol = tolerance if last else max(tolerance, INTERMEDIATE_TOLERANCE)
+        before = ev.steps
         h_new, err_new, energy_new = _level(ev, h, level, tol)
+        done.append((float(level), ev.steps - before, float(err_new)))
         if np.isfinite(err_new):
             h = h_new
         if last:
             err, energy = err_new, energy_new
         if ev.steps >= max_steps and not last:
             # budget spent before the target level: one evaluation there is not affordable
-            return FitResult(h, ev.steps, False, float("nan"), float("inf"))
-    return FitResult(h, ev.steps, bool(err <= tolerance), float(energy), float(err))
+            return FitResult(h, ev.steps, False, float("nan"), float("inf"), tuple(done))
+    return FitResult(h, ev.steps, bool(err <= tolerance), float(energy), float(err), tuple(done))
 
 
 def smoothed_map(x: FloatArray, y: FloatArray, h: FloatArray, eps: float) -> FloatArray:

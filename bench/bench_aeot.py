@@ -1,0 +1,198 @@
+"""Benchmarks of the semi-discrete OT generators (issue #10; research/aeot.md §4).
+
+1. **Fit evaluations** at n = 10^4 codes, d = 8, B = 2^16 Sobol fit points: one evaluation of
+   the smoothed energy and its gradient (A 13) by the engine (two tiled P3 passes,
+   :func:`dp_core.engine.semidiscrete.smoothed_energy_terms`) against a vectorised NumPy
+   implementation of the same evaluation (row blocks of the B × n scores, SciPy-style max-shifted
+   log-sum-exp, column sums of the soft-max), on the same inputs; agreement of energy and masses.
+   Then a short engine fit (L-BFGS, ``--fit-steps`` evaluations) for the per-iteration cost.
+2. **POT** ``ot.stochastic.solve_semi_dual_entropic`` (SAG) at n = 10^3, d = 8, on the same
+   Sobol fit sample (B = 2^14; POT needs the dense B × n cost): relative cell-mass error reached
+   for growing iteration counts, then our fit to the same error (and to 1e-5).
+3. **Generation**: 10^6 samples from n = 10^4 codes (d = 8) by ``Generator.sample`` (fused P4
+   soft-max barycentre), in pairs/s against the exp+FMA ceiling (``bench_kernels``' probe,
+   measured in the same run).
+
+The machine is shared: ``uptime`` load averages are printed next to each section.
+Run: ``.venv/bin/python bench/bench_aeot.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import command_line, fmt_rate, machine_description, markdown_table, time_call
+from bench_kernels import _ceiling_fastexp, _ceiling_inputs
+
+from dp_core.engine.semidiscrete import smoothed_energy_terms
+from dp_core.generators import fit_generator
+from dp_core.generators.smoothed import fit_smoothed
+from dp_core.generators.source import fit_sample
+from dp_core.generators.standardize import standardize
+
+
+def load() -> str:
+    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout
+    return out.strip().split("load average:")[-1].strip()
+
+
+def numpy_terms(x: np.ndarray, y: np.ndarray, phi: np.ndarray, eps: float, block: int = 512):
+    """The same evaluation as the engine, vectorised NumPy over row blocks (memory block·n)."""
+    rows = np.empty(x.shape[0])
+    masses = np.zeros(y.shape[0])
+    y2 = (y * y).sum(1)
+    for s in range(0, x.shape[0], block):
+        xb = x[s : s + block]
+        c = 0.5 * ((xb * xb).sum(1)[:, None] - 2.0 * xb @ y.T + y2[None, :])
+        sc = (phi[None, :] - c) / eps
+        mx = sc.max(1)
+        e = np.exp(sc - mx[:, None])
+        tot = e.sum(1)
+        rows[s : s + block] = mx + np.log(tot)
+        masses += (e / tot[:, None]).sum(0)
+    return rows, masses / x.shape[0]
+
+
+def data(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * rng.standard_normal((10, d))
+    return centres[rng.integers(0, 10, n)] + 0.5 * rng.standard_normal((n, d))
+
+
+def section_fit(n: int, d: int, b_log2: int, fit_steps: int) -> None:
+    pts = data(n, d)
+    nu = np.full(n, 1.0 / n)
+    std = standardize(pts, nu)
+    y = std.forward(pts)
+    x = fit_sample("uniform", d, 1 << b_log2, 1)
+    phi = 0.5 * (y * y).sum(1) + 0.01 * np.random.default_rng(1).standard_normal(n)
+    eps = 0.01
+    pairs = x.shape[0] * n
+    print(f"### Fit evaluation, n = {n}, d = {d}, B = 2^{b_log2} (load {load()})\n")
+    t_eng = time_call(lambda: smoothed_energy_terms(x, y, phi, eps), repeats=3)
+    t_np = time_call(lambda: numpy_terms(x, y, phi, eps), repeats=1, warmup=0)
+    r1, m1 = smoothed_energy_terms(x, y, phi, eps)
+    r2, m2 = numpy_terms(x, y, phi, eps)
+    rows = [
+        [
+            "engine (2 tiled P3 passes)",
+            f"{t_eng.best:.2f} / {t_eng.median:.2f}",
+            fmt_rate(pairs / t_eng.best),
+            f"{t_np.best / t_eng.best:.1f}x",
+        ],
+        [
+            "NumPy vectorised (row blocks of 512)",
+            f"{t_np.best:.2f}",
+            fmt_rate(pairs / t_np.best),
+            "1x",
+        ],
+    ]
+    print(markdown_table(["evaluation", "s (best / median)", "pairs/s", "speed-up"], rows))
+    print(
+        f"\nAgreement: max |ΔL| = {np.abs(r1 - r2).max():.1e}, max |Δm|/ν = "
+        f"{(np.abs(m1 - m2) / nu).max():.1e}.\n"
+    )
+    start = time.perf_counter()
+    res = fit_smoothed(x, y, nu, eps, max_steps=fit_steps, tolerance=1e-5)
+    sec = time.perf_counter() - start
+    print(
+        f"Engine fit, ε = {eps} with continuation, capped at {fit_steps} evaluations: "
+        f"{sec:.1f} s, {sec / res.steps:.2f} s per evaluation (L-BFGS overhead included), "
+        f"max rel. mass error {res.max_rel_mass_error:.2e} after {res.steps} evaluations "
+        f"(NumPy at the same iterations: ≈ {t_np.best * res.steps:.0f} s). Load {load()}.\n"
+    )
+
+
+def section_pot(n: int, d: int, b_log2: int) -> None:
+    import ot
+
+    pts = data(n, d, 2)
+    nu = np.full(n, 1.0 / n)
+    y = standardize(pts, nu).forward(pts)
+    x = fit_sample("uniform", d, 1 << b_log2, 1)
+    eps = 0.05
+    a = np.full(x.shape[0], 1.0 / x.shape[0])
+    xy = (x * x).sum(1)[:, None] - 2 * x @ y.T + (y * y).sum(1)[None, :]
+    cost = 0.5 * np.maximum(xy, 0.0)
+    print(
+        f"### POT semi-dual SAG vs our fit, n = {n}, d = {d}, B = 2^{b_log2}, ε = {eps} "
+        f"(load {load()})\n"
+    )
+    rows = []
+    best = np.inf
+    for iters in (10_000, 100_000, 1_000_000):
+        start = time.perf_counter()
+        _, log = ot.stochastic.solve_semi_dual_entropic(a, nu, cost, eps, "SAG", iters, log=True)
+        sec = time.perf_counter() - start
+        v = np.asarray(log["v"])
+        _, m = smoothed_energy_terms(x, y, v + eps * np.log(nu), eps)
+        err = float(np.max(np.abs(m - nu) / nu))
+        best = min(best, err)
+        rows.append([f"POT SAG, {iters} iterations", f"{sec:.2f}", f"{err:.2e}"])
+    for tol in (best, 1e-5):
+        start = time.perf_counter()
+        res = fit_smoothed(x, y, nu, eps, max_steps=2000, tolerance=tol)
+        sec = time.perf_counter() - start
+        rows.append(
+            [
+                f"ours (L-BFGS + continuation) to {tol:.1e}: {res.steps} evaluations",
+                f"{sec:.2f}",
+                f"{res.max_rel_mass_error:.2e}",
+            ]
+        )
+    print(markdown_table(["solver", "s", "max rel. mass error (fit sample)"], rows))
+    print(f"\nLoad after: {load()}.\n")
+
+
+def section_generate(n: int, d: int, count: int) -> None:
+    pts = data(n, d, 3)
+    gen = fit_generator(pts, epsilon=0.003, samples=1 << 12, max_steps=3, seed=0)
+    a, b, w, out = _ceiling_inputs()
+    print(f"### Generation, {count} samples from n = {n}, d = {d} (load {load()})\n")
+    ceil = time_call(lambda: _ceiling_fastexp(a, b, w, out), repeats=5)
+    t = time_call(lambda: gen.sample(count, 11), repeats=2)
+    ceil2 = time_call(lambda: _ceiling_fastexp(a, b, w, out), repeats=5)
+    c_rate = a.shape[0] * b.shape[0] / min(ceil.best, ceil2.best)
+    g_rate = count * n / t.best
+    rows = [
+        ["exp+FMA ceiling (bench_kernels probe)", "", fmt_rate(c_rate), "100%"],
+        [
+            f"`Generator.sample({count})` (P4, d = {d})",
+            f"{t.best:.2f} / {t.median:.2f}",
+            fmt_rate(g_rate),
+            f"{100 * g_rate / c_rate:.0f}%",
+        ],
+    ]
+    print(markdown_table(["what", "s (best / median)", "pairs/s", "of ceiling"], rows))
+    print(f"\nLoad after: {load()}.\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes")
+    ap.add_argument("--fit-steps", type=int, default=10)
+    ap.add_argument("--only", choices=("fit", "pot", "generate"), default=None)
+    args = ap.parse_args()
+    print("## Semi-discrete OT generators: benchmarks (issue #10)\n")
+    print(f"Command: `{command_line()}`\n")
+    print("\n".join(machine_description()) + "\n")
+    q = args.quick
+    if args.only in (None, "fit"):
+        section_fit(2000 if q else 10_000, 8, 14 if q else 16, args.fit_steps)
+    if args.only in (None, "pot"):
+        section_pot(1000, 8, 12 if q else 14)
+    if args.only in (None, "generate"):
+        section_generate(2000 if q else 10_000, 8, 100_000 if q else 1_000_000)
+
+
+if __name__ == "__main__":
+    main()
