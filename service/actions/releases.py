@@ -31,6 +31,7 @@ from service.context import ServiceContext
 from service.errors import ApiError, problem_body
 from service.schemas.releases import SampleRequest
 from service.store import idempotency, jobs
+from service.store.common import iso
 from service.store.datasets import DatasetRecord, get_dataset
 from service.store.jobs import CANCELLED_PROBLEM
 from service.store.keys import KeyRecord
@@ -237,7 +238,7 @@ class _ReleaseRun:
             "charged": {"epsilon": self.entry.charged_epsilon, "delta": self.entry.charged_delta},
             "budget": {"spent": budget["spent"], "remaining": budget["remaining"]},
             "sampler": self.plan.sampler,
-            "created_at": self.entry.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": iso(self.entry.created_at),
         }
 
     def _close(self, status: str, outcome: Outcome) -> Outcome:

@@ -234,12 +234,20 @@ class _WorkRun:
     def _close(self, state: str, outcome: Outcome) -> Outcome:
         if self.job.job_id is None and self.idem_key is None:
             return outcome
+        try:
+            self._record(state, outcome)
+        except Exception as exc:  # e.g. a result the store cannot hold: fail the job, not hang
+            logger.error("work result not stored", extra={"error_type": type(exc).__name__})
+            outcome, state = Outcome(500, _INTERNAL), "failed"
+            self._record(state, outcome)
+        return outcome
+
+    def _record(self, state: str, outcome: Outcome) -> None:
         with self.ctx.store.transaction() as conn:
             if self.job.job_id is not None:
                 self.job.finish(conn, state, outcome)
             elif self.idem_key is not None:
                 idempotency.complete(conn, self.key_id, self.idem_key, outcome.status, outcome.body)
-        return outcome
 
 
 _INTERNAL = problem_body(500, "internal", "The work failed inside the service.")

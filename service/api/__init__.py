@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from service.api import datasets, flows, health, jobs, keys, memories, releases
+from service.api import datasets, flows, generators, health, jobs, keys, memories, releases
 
 __all__ = ["ROUTERS"]
 
@@ -15,4 +15,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     jobs.router,
     flows.router,
     memories.router,
+    generators.router,
 )

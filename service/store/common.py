@@ -11,13 +11,18 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, select
 
-__all__ = ["Page", "decode_cursor", "encode_cursor", "new_id", "now", "page"]
+__all__ = ["Page", "decode_cursor", "encode_cursor", "iso", "new_id", "now", "page"]
 
 MAX_PAGE = 1000
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(stamp: datetime) -> str:
+    """A UTC timestamp as API.md JSON: ISO 8601 with ``Z`` (what pydantic emits elsewhere)."""
+    return stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def new_id(prefix: str) -> str:

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "datasets",
+    "generators",
     "grants",
     "idempotency",
     "jobs",
@@ -181,5 +182,23 @@ memories = Table(
     Column("dim", Integer, nullable=False),
     # Public point clouds: [{"points": [[...]], "weights": [...] | null}, ...]
     Column("patterns", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+generators = Table(
+    "generators",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", ID, nullable=False, unique=True),
+    Column("key_id", ID, ForeignKey("keys.id"), nullable=False),
+    Column("n_points", Integer, nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("epsilon", Float, nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("fit", JSON, nullable=False),
+    Column("provenance", JSON, nullable=False),
+    # dp_core.generators.Generator.to_dict(compact=True): heights, public points, weights
+    Column("state", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
