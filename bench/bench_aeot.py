@@ -86,17 +86,22 @@ def section_fit(n: int, d: int, b_log2: int, fit_steps: int) -> None:
         [
             "engine (2 tiled P3 passes)",
             f"{t_eng.best:.2f} / {t_eng.median:.2f}",
-            fmt_rate(pairs / t_eng.best),
+            fmt_rate(2 * pairs / t_eng.best),
             f"{t_np.best / t_eng.best:.1f}x",
         ],
         [
             "NumPy vectorised (row blocks of 512)",
             f"{t_np.best:.2f}",
-            fmt_rate(pairs / t_np.best),
+            fmt_rate(2 * pairs / t_np.best),
             "1x",
         ],
     ]
-    print(markdown_table(["evaluation", "s (best / median)", "pairs/s", "speed-up"], rows))
+    print(
+        markdown_table(
+            ["evaluation", "s (best / median)", "exp terms/s (2·B·n per evaluation)", "speed-up"],
+            rows,
+        )
+    )
     print(
         f"\nAgreement: max |ΔL| = {np.abs(r1 - r2).max():.1e}, max |Δm|/ν = "
         f"{(np.abs(m1 - m2) / nu).max():.1e}.\n"
@@ -107,7 +112,7 @@ def section_fit(n: int, d: int, b_log2: int, fit_steps: int) -> None:
     print(
         f"Engine fit, ε = {eps} with continuation, capped at {fit_steps} evaluations: "
         f"{sec:.1f} s, {sec / res.steps:.2f} s per evaluation (L-BFGS overhead included), "
-        f"max rel. mass error {res.max_rel_mass_error:.2e} after {res.steps} evaluations "
+        f"levels (ε, evaluations, max rel. mass error) {list(res.levels)} "
         f"(NumPy at the same iterations: ≈ {t_np.best * res.steps:.0f} s). Load {load()}.\n"
     )
 
@@ -129,16 +134,20 @@ def section_pot(n: int, d: int, b_log2: int) -> None:
     )
     rows = []
     best = np.inf
-    for iters in (10_000, 100_000, 1_000_000):
+    errs: dict[int, float] = {}
+    for iters in (10_000, 100_000, 300_000, 1_000_000):
         start = time.perf_counter()
         _, log = ot.stochastic.solve_semi_dual_entropic(a, nu, cost, eps, "SAG", iters, log=True)
         sec = time.perf_counter() - start
-        v = np.asarray(log["v"])
+        v = np.asarray(log["beta"])
         _, m = smoothed_energy_terms(x, y, v + eps * np.log(nu), eps)
         err = float(np.max(np.abs(m - nu) / nu))
         best = min(best, err)
+        errs[iters] = err
         rows.append([f"POT SAG, {iters} iterations", f"{sec:.2f}", f"{err:.2e}"])
-    for tol in (best, 1e-5):
+    # ours to the error POT's 300k iterations reached, to 1e-5, and to POT's best (our fit
+    # stalls near 5e-7 here: the L-BFGS line search on an O(1) energy meets round-off)
+    for tol in (errs[300_000], 1e-5, best):
         start = time.perf_counter()
         res = fit_smoothed(x, y, nu, eps, max_steps=2000, tolerance=tol)
         sec = time.perf_counter() - start
