@@ -16,10 +16,12 @@ PACKAGE = REPO_ROOT / "clients" / "python" / "privflow_client"
 ALLOWED_TOP_LEVEL = {"httpx", "pydantic", "numpy", "privflow_client"}
 
 PUBLIC = [
-    "ApproxDP", "AsyncClient", "AsyncJob", "AsyncMemory", "AsyncPaginator", "Budget",
-    "BudgetExceeded", "CategoryColumn", "Certificate", "CertificateValues", "Client",
+    "ApproxDP", "AsyncClient", "AsyncGenerator", "AsyncJob", "AsyncMemory", "AsyncPaginator",
+    "Budget", "BudgetExceeded", "CategoryColumn", "Certificate", "CertificateValues", "Client",
     "ConnectionFailed", "Dataset", "DatasetCreate", "DrMMDRequest", "FloatColumn",
-    "FlowDescription", "FlowResult", "Forbidden", "Grant", "GrantCreate", "IdempotencyConflict",
+    "FlowDescription", "FlowResult", "Forbidden", "Generator", "GeneratorCreate",
+    "GeneratorFitOptions", "GeneratorFitReport", "GeneratorInfo", "GeneratorProvenance",
+    "GeneratorSampleRequest", "GeneratorSamples", "Grant", "GrantCreate", "IdempotencyConflict",
     "InternalError", "InvalidRequest", "Job", "JobAccepted", "JobInfo", "JobTimeout",
     "KMeansUtility", "KernelSpec", "Key", "KeyCreate", "KeyCreated", "LedgerEntry",
     "LinearRegressionUtility", "LogisticRegressionUtility", "MMDRequest", "MeanUtility", "Memory",

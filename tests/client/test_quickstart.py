@@ -1,6 +1,6 @@
-"""The quick-start of ``docs/client.md`` runs as written: its bash and Python blocks (the flows
-and memories example too), in document order, against the session's real service (only the
-blocks that install or start a server are left to the reader)."""
+"""The quick-start of ``docs/client.md`` runs as written: its bash and Python blocks (the flows,
+memories and generators examples too), in document order, against the session's real service
+(only the blocks that install or start a server are left to the reader)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,14 @@ def test_the_doc_has_the_blocks_this_test_runs() -> None:
     blocks = _blocks()
     runnable = [b for b in blocks if not any(s in b[1] for s in SETUP)]
     assert len(blocks) - len(runnable) == 2  # install, start the service
-    assert [lang for lang, _ in runnable] == ["bash", "python", "python", "bash", "python"]
+    assert [lang for lang, _ in runnable] == [
+        "bash",
+        "python",
+        "python",
+        "bash",
+        "python",
+        "python",
+    ]
 
 
 def test_the_quick_start_runs_as_written(
@@ -70,3 +77,6 @@ def test_the_quick_start_runs_as_written(
     assert '"remaining"' in shell_outputs[-1] and '"mean_field"' in shell_outputs[-1]
     flow, retrieval = namespace["flow"], namespace["retrieval"]
     assert flow.seed == 7 and retrieval.nearest_pattern == 2  # type: ignore[attr-defined]
+    generator, samples = namespace["generator"], namespace["samples"]
+    assert generator.info.fit.converged  # type: ignore[attr-defined]
+    assert samples.shape == (10_000, 2)  # type: ignore[attr-defined]

@@ -12,13 +12,21 @@ It speaks only the REST contract (API.md)::
         client.datasets.budget(dataset_id).remaining.epsilon
         flow = client.flows.mmd(source, target, bandwidth=1.0, seed=7)  # public clouds
         flow.particles_array  # the same seed and inputs give the same array
+        generator = client.generators.fit(points, seed=0)  # public points or release_id=
+        generator.sample(1000, seed=1)  # (1000, dim) NumPy array; same seed, same array
 
 ``AsyncClient`` is the asyncio twin. Errors are the ``PrivflowError`` tree of
 ``privflow_client._errors``; models are in ``privflow_client._models``; the pure wire logic
 (requests, parsing, retries) is ``privflow_client._wire``.
 """
 
-from privflow_client._async_client import AsyncClient, AsyncJob, AsyncMemory, AsyncPaginator
+from privflow_client._async_client import (
+    AsyncClient,
+    AsyncGenerator,
+    AsyncJob,
+    AsyncMemory,
+    AsyncPaginator,
+)
 from privflow_client._client import Client, Job, Paginator
 from privflow_client._csv import read_csv, read_schema
 from privflow_client._errors import (
@@ -35,7 +43,7 @@ from privflow_client._errors import (
     TooLarge,
     Unauthenticated,
 )
-from privflow_client._flows import Memory
+from privflow_client._flows import Generator, Memory
 from privflow_client._models import (
     ApproxDP,
     Budget,
@@ -48,6 +56,13 @@ from privflow_client._models import (
     FloatColumn,
     FlowDescription,
     FlowResult,
+    GeneratorCreate,
+    GeneratorFitOptions,
+    GeneratorFitReport,
+    GeneratorInfo,
+    GeneratorProvenance,
+    GeneratorSampleRequest,
+    GeneratorSamples,
     Grant,
     GrantCreate,
     JobAccepted,
@@ -89,6 +104,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ApproxDP",
     "AsyncClient",
+    "AsyncGenerator",
     "AsyncJob",
     "AsyncMemory",
     "AsyncPaginator",
@@ -106,6 +122,14 @@ __all__ = [
     "FlowDescription",
     "FlowResult",
     "Forbidden",
+    "Generator",
+    "GeneratorCreate",
+    "GeneratorFitOptions",
+    "GeneratorFitReport",
+    "GeneratorInfo",
+    "GeneratorProvenance",
+    "GeneratorSampleRequest",
+    "GeneratorSamples",
     "Grant",
     "GrantCreate",
     "IdempotencyConflict",

@@ -16,17 +16,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, Generic, TypeVar
 
 import httpx
+import numpy as np
 from pydantic import PrivateAttr
 
 from privflow_client import _wire as wire
 from privflow_client._client import DEFAULT_TIMEOUT
 from privflow_client._errors import JobTimeout, PrivflowError
-from privflow_client._flows import FlowsAPI, MemoriesAPI, Memory
+from privflow_client._flows import FlowsAPI, Generator, GeneratorsAPI, MemoriesAPI, Memory
 from privflow_client._models import (
     Budget,
     Column,
     Dataset,
     FlowResult,
+    GeneratorInfo,
     Grant,
     JobInfo,
     Key,
@@ -45,6 +47,8 @@ from privflow_client._progress import ProgressBar
 __all__ = [
     "AsyncClient",
     "AsyncFlows",
+    "AsyncGenerator",
+    "AsyncGenerators",
     "AsyncJob",
     "AsyncMemories",
     "AsyncMemory",
@@ -137,6 +141,13 @@ class AsyncJob(JobInfo):
         """Wait for a retrieval job and return its result, or raise the error it ended with."""
         return wire.job_output(await self.wait(timeout, progress=progress), Retrieval)
 
+    async def generator(
+        self, timeout: float | None = None, *, progress: bool = False
+    ) -> AsyncGenerator:
+        """Wait for a generator fit and return the generator, or raise the error it ended with."""
+        info = wire.job_output(await self.wait(timeout, progress=progress), GeneratorInfo)
+        return self._bound().generators.bind(info)
+
     async def cancel(self) -> AsyncJob:
         """Ask the service to stop the job; its charge stays spent."""
         return await self._bound().jobs.cancel(self.id)
@@ -170,6 +181,7 @@ class AsyncClient:
         self.jobs = AsyncJobs(self)
         self.flows = AsyncFlows(self)
         self.memories = AsyncMemories(self)
+        self.generators = AsyncGenerators(self)
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.base_url!r})"
@@ -236,6 +248,12 @@ class _AsyncResource:
         if wait:
             return wire.expect_answer(answer)
         return await self._client.jobs.get(wire.expect_job(answer).job_id)
+
+    async def _call(self, call: wire.Call[Any], then: Callable[[Any], T]) -> T:
+        return then(await self._client.send(call))
+
+    def _paginate(self, make: Callable[[str | None], wire.Call[Page[Any]]]) -> AsyncPaginator[Any]:
+        return AsyncPaginator(self._client.send, make)
 
 
 class AsyncKeys(_AsyncResource):
@@ -391,3 +409,21 @@ class AsyncMemories(
 
     async def _create(self, call: wire.Call[MemoryCreated]) -> AsyncMemory:
         return Memory(await self._client.send(call), self)
+
+
+AsyncGenerator = Generator[Awaitable[np.ndarray], Awaitable[None]]
+"""A generator bound to an ``AsyncClient``: ``await generator.sample(n, seed)``."""
+
+
+class AsyncGenerators(
+    _AsyncResource,
+    GeneratorsAPI[
+        Awaitable[AsyncGenerator],
+        Awaitable[np.ndarray],
+        AsyncPaginator[GeneratorInfo],
+        Awaitable[None],
+        Awaitable[AsyncJob],
+    ],
+):
+    """``/v1/generators``: ``await client.generators.fit(...)`` (see
+    ``_flows.GeneratorsAPI``)."""

@@ -1,8 +1,9 @@
 """The synchronous client: ``Client``, its resources, ``Job`` handles and ``Paginator``.
 
 A thin I/O loop over :mod:`privflow_client._wire`: every method builds a ``Call`` there, and
-:meth:`Client.send` sends it, sleeping and resending as ``_wire.retry_delay`` decides. Flows
-and memories are the shared fronts of :mod:`privflow_client._flows` with a blocking ``_start``.
+:meth:`Client.send` sends it, sleeping and resending as ``_wire.retry_delay`` decides. Flows,
+memories and generators are the shared fronts of :mod:`privflow_client._flows` with a blocking
+``_start``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import httpx
+import numpy as np
 from pydantic import PrivateAttr
 
 from privflow_client import _wire as wire
 from privflow_client._errors import JobTimeout, PrivflowError
-from privflow_client._flows import FlowsAPI, MemoriesAPI, Memory
+from privflow_client._flows import FlowsAPI, Generator, GeneratorsAPI, MemoriesAPI, Memory
 from privflow_client._models import (
     Budget,
     Column,
     Dataset,
     FlowResult,
+    GeneratorInfo,
     Grant,
     JobInfo,
     Key,
@@ -39,7 +42,7 @@ from privflow_client._models import (
 )
 from privflow_client._progress import ProgressBar
 
-__all__ = ["Client", "Flows", "Job", "Memories", "Paginator"]
+__all__ = ["Client", "Flows", "Generators", "Job", "Memories", "Paginator"]
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
@@ -72,7 +75,7 @@ class Paginator(Generic[T]):
 
 class Job(JobInfo):
     """A job bound to the client that fetched it: refresh, wait, cancel, get its release (or
-    its flow result, or its retrieval)."""
+    its flow result, its retrieval, or the generator it fitted)."""
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -128,6 +131,14 @@ class Job(JobInfo):
         """Wait for a retrieval job (``memory.submit``) and return its :class:`Retrieval`."""
         return wire.job_output(self.wait(timeout, progress=progress), Retrieval)
 
+    def generator(
+        self, timeout: float | None = None, *, progress: bool = False
+    ) -> Generator[np.ndarray, None]:
+        """Wait for a generator fit (``client.generators.submit_fit``) and return the
+        :class:`Generator`; a failed or cancelled fit raises its error."""
+        info = wire.job_output(self.wait(timeout, progress=progress), GeneratorInfo)
+        return self._bound().generators.bind(info)
+
     def cancel(self) -> Job:
         """Ask the service to stop the job; its charge stays spent."""
         return self._bound().jobs.cancel(self.id)
@@ -174,6 +185,7 @@ class Client:
         self.jobs = Jobs(self)
         self.flows = Flows(self)
         self.memories = Memories(self)
+        self.generators = Generators(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -240,6 +252,12 @@ class _Resource:
         if wait:
             return wire.expect_answer(answer)
         return self._client.jobs.get(wire.expect_job(answer).job_id)
+
+    def _call(self, call: wire.Call[Any], then: Callable[[Any], T]) -> T:
+        return then(self._client.send(call))
+
+    def _paginate(self, make: Callable[[str | None], wire.Call[Page[Any]]]) -> Paginator[Any]:
+        return Paginator(self._client.send, make)
 
 
 class Keys(_Resource):
@@ -403,3 +421,10 @@ class Memories(_Resource, MemoriesAPI[Memory[Retrieval, Job], Retrieval, Job]):
 
     def _create(self, call: wire.Call[MemoryCreated]) -> Memory[Retrieval, Job]:
         return Memory(self._client.send(call), self)
+
+
+class Generators(
+    _Resource,
+    GeneratorsAPI[Generator[np.ndarray, None], np.ndarray, Paginator[GeneratorInfo], None, Job],
+):
+    """``/v1/generators``: see :class:`privflow_client._flows.GeneratorsAPI`."""

@@ -1,5 +1,5 @@
 """Typed request and response models of the REST contract (API.md: keys, datasets, grants,
-releases, ledger, jobs, flows and memories).
+releases, ledger, jobs, flows, memories and generators).
 
 Request models refuse unknown fields, so a typo fails before anything is sent; numeric ranges
 are left to the service, whose 422 ``invalid_request`` names the field. Response models keep
@@ -31,6 +31,13 @@ __all__ = [
     "FloatColumn",
     "FlowDescription",
     "FlowResult",
+    "GeneratorCreate",
+    "GeneratorFitOptions",
+    "GeneratorFitReport",
+    "GeneratorInfo",
+    "GeneratorProvenance",
+    "GeneratorSampleRequest",
+    "GeneratorSamples",
     "Grant",
     "GrantCreate",
     "JobAccepted",
@@ -568,3 +575,90 @@ class Retrieval(_Response):
     def weights_array(self) -> np.ndarray:
         """The retrieved weights (summing to one) as a float64 array."""
         return np.asarray(self.weights, dtype=np.float64)
+
+
+# --- generators (public points or a release's samples: no budget, seeds allowed) -------------
+
+
+class GeneratorFitOptions(_Request):
+    """How a generator is fitted; ``None`` fields take the service's defaults: ``samples``
+    (fit-sample size), ``max_steps`` (energy evaluations in total) and ``tolerance`` (the
+    largest relative cell-mass error accepted)."""
+
+    samples: int | None = None
+    max_steps: int | None = None
+    tolerance: float | None = None
+
+
+class GeneratorCreate(_Request):
+    """``POST /v1/generators``: exactly one of ``points`` and ``release_id`` (the service
+    checks it). There is no ``dataset_id``: a generator is never fitted on a dataset's records,
+    so that field is refused before sending (and by the service)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    points: Points | None = None
+    release_id: str | None = None
+    weights: list[float] | None = None
+    source: Literal["uniform", "gaussian"] | None = None
+    epsilon: float | None = None
+    method: Literal["smoothed", "aeot_top2"] | None = None
+    fit: GeneratorFitOptions | None = None
+    seed: int | None = None
+    run_async: bool | None = Field(default=None, alias="async")
+
+
+class GeneratorFitReport(_Response):
+    """What the fit did: ``steps`` (energy evaluations), ``converged`` (the tolerance was
+    reached), ``energy``, ``max_rel_mass_error`` and ``seconds``."""
+
+    steps: int
+    converged: bool
+    energy: float
+    max_rel_mass_error: float
+    seconds: float
+
+
+class GeneratorProvenance(_Response):
+    """Where a generator's points came from: ``kind`` ``points`` (public points), or
+    ``release`` with the release's ``release_id``, ``dataset_id`` and ``certificate``."""
+
+    kind: str
+    release_id: str | None = None
+    dataset_id: str | None = None
+    certificate: Certificate | None = None
+
+
+class GeneratorInfo(_Response):
+    """A fitted generator as the service describes it; ``charged`` is always zero (fitting is
+    post-processing of public outputs)."""
+
+    generator_id: str
+    n_points: int
+    dim: int
+    epsilon: float
+    method: str
+    source: str
+    fit: GeneratorFitReport
+    provenance: GeneratorProvenance
+    charged: Spend
+    created_at: datetime | None = None
+
+
+class GeneratorSampleRequest(_Request):
+    """``POST /v1/generators/{id}/samples``: ``n`` samples drawn with ``seed``."""
+
+    n: int
+    seed: int
+
+
+class GeneratorSamples(_Response):
+    """Samples from a generator; the same ``seed`` gives the same samples."""
+
+    generator_id: str
+    seed: int
+    samples: Points
+
+    @property
+    def samples_array(self) -> np.ndarray:
+        """The samples as an ``(n, dim)`` float64 array."""
+        return np.asarray(self.samples, dtype=np.float64)

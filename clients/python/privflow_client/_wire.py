@@ -9,9 +9,9 @@ Retries (API.md "Conventions"): an attempt is repeated on a connection failure, 
 ``Retry-After``) or a 502/503/504, with capped exponential backoff — but a request that may
 already have reached the service is repeated only when that is safe (:attr:`Call.replay_safe`):
 reads, deletes, grant upserts, and the POSTs that spend budget or start work (releases, flows,
-memory retrievals), which carry an ``Idempotency-Key``. The key is generated once per call and
-sent unchanged on every attempt, so the service answers a retried release (or flow) with the
-first response and charges (or runs) it once.
+memory retrievals, generator fits and samples), which carry an ``Idempotency-Key``. The key is
+generated once per call and sent unchanged on every attempt, so the service answers a retried
+release (or flow) with the first response and charges (or runs) it once.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ from privflow_client._models import (
     DatasetCreate,
     DrMMDRequest,
     FlowResult,
+    GeneratorCreate,
+    GeneratorInfo,
+    GeneratorSampleRequest,
+    GeneratorSamples,
     Grant,
     GrantCreate,
     JobAccepted,
@@ -67,17 +71,21 @@ __all__ = [
     "create_key",
     "create_memory",
     "create_release",
+    "delete_generator",
     "expect_answer",
     "expect_job",
     "expect_release",
+    "fit_generator",
     "flow",
     "get_dataset",
+    "get_generator",
     "get_job",
     "get_release",
     "grant",
     "job_output",
     "job_release",
     "list_datasets",
+    "list_generators",
     "list_keys",
     "list_ledger",
     "parse",
@@ -89,6 +97,7 @@ __all__ = [
     "retrieve",
     "retry_delay",
     "revoke_key",
+    "sample_generator",
     "sample_request",
     "weighted",
 ]
@@ -416,6 +425,43 @@ def retrieve(
     )
     path = f"/v1/memories/{_segment(memory_id)}/retrieve"
     return _work(path, body, Retrieval, idempotency_key)
+
+
+def fit_generator(
+    fields: Mapping[str, Any], *, wait: bool = True, idempotency_key: str | None = None
+) -> Call[GeneratorInfo | JobAccepted]:
+    """``POST /v1/generators`` from the SDK's keyword arguments (``points`` or ``release_id``,
+    ``weights``, ``source``, ``epsilon``, ``method``, ``fit``, ``seed``); NumPy arrays become
+    lists. A ``dataset_id`` is refused here, before sending (a generator never reads a
+    dataset's records). ``wait=False`` asks for a job. A fit starts work: one
+    ``Idempotency-Key`` across its retries."""
+    values = {key: plain(value) for key, value in fields.items()}
+    body = build(GeneratorCreate, **values, run_async=None if wait else True)
+    return _work("/v1/generators", body, GeneratorInfo, idempotency_key)
+
+
+def sample_generator(
+    generator_id: str, n: int, seed: int, idempotency_key: str | None = None
+) -> Call[GeneratorSamples | JobAccepted]:
+    """``POST /v1/generators/{id}/samples``: ``n`` samples drawn with ``seed`` (the same seed,
+    the same samples), with an ``Idempotency-Key`` like every work-starting POST."""
+    body = build(GeneratorSampleRequest, n=plain(n), seed=plain(seed))
+    path = f"/v1/generators/{_segment(generator_id)}/samples"
+    return _work(path, body, GeneratorSamples, idempotency_key)
+
+
+def list_generators(limit: int | None, cursor: str | None) -> Call[Page[GeneratorInfo]]:
+    return _list_call("/v1/generators", GeneratorInfo, limit, cursor)
+
+
+def get_generator(generator_id: str) -> Call[GeneratorInfo]:
+    path = f"/v1/generators/{_segment(generator_id)}"
+    return Call("GET", path, _model(GeneratorInfo), replay_safe=True)
+
+
+def delete_generator(generator_id: str) -> Call[None]:
+    path = f"/v1/generators/{_segment(generator_id)}"
+    return Call("DELETE", path, lambda _s, _d: None, replay_safe=True)
 
 
 def get_release(release_id: str) -> Call[Release]:
