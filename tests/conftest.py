@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,17 +13,15 @@ from tests.postgres_server import PostgresServer, find_postgres_binaries
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL cluster for the session, stopped and deleted at its end.
 
-    Fails when no PostgreSQL server binaries are installed, unless PRIVFLOW_TEST_POSTGRES=skip.
+    Fails when no PostgreSQL server binaries are installed (``.ci/run`` installs them).
     """
     binaries = find_postgres_binaries()
     if binaries is None:
         message = (
             "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or under "
             "/usr/lib/postgresql/*/bin. Install PostgreSQL (.ci/run does: apt-get install "
-            "postgresql) or set PRIVFLOW_TEST_POSTGRES=skip to skip the PostgreSQL tests."
+            "postgresql)."
         )
-        if os.environ.get("PRIVFLOW_TEST_POSTGRES") == "skip":
-            pytest.skip(f"PRIVFLOW_TEST_POSTGRES=skip and no PostgreSQL: {message}")
         pytest.fail(message, pytrace=False)
     with PostgresServer(binaries) as server:
         yield server

@@ -4,13 +4,12 @@
 ``live`` is a real ``privflow serve`` subprocess on a free loopback port, seeded once per
 module by :func:`tests.dashboard.seed.seed`. ``browser`` is Debian's Chromium driven by
 Playwright (``executable_path=/usr/bin/chromium``; Playwright's own browser downloads are not
-used). Without Chromium the browser tests fail, unless ``PRIVFLOW_TEST_BROWSER=skip``. Both
+used). Without Chromium the browser tests fail (``.ci/run`` installs it). Both
 are module-scoped, so the server and Playwright's event loop are gone before other tests run.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,10 +76,8 @@ def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         message = (
             f"{CHROMIUM} not found. Install Debian's chromium (.ci/run does: apt-get install "
-            "chromium) or set PRIVFLOW_TEST_BROWSER=skip to skip the browser tests."
+            "chromium)."
         )
-        if os.environ.get("PRIVFLOW_TEST_BROWSER") == "skip":
-            pytest.skip(message)
         pytest.fail(message, pytrace=False)
     from playwright.sync_api import sync_playwright
 

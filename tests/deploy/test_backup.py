@@ -75,7 +75,7 @@ def _client_program(server: PostgresServer, name: str) -> str:
         return str(program)
     found = shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} not found beside the PostgreSQL server or on PATH")
+        pytest.fail(f"{name} not found beside the PostgreSQL server or on PATH", pytrace=False)
     return found
 
 

