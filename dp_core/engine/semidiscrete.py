@@ -1,15 +1,16 @@
 """Semi-discrete OT reductions for the AE-OT / smoothed AE-OT generators (aeot.md §4).
 
-Scores are written in the cost form of aeot.md §1: for source points ``x_b`` and codes ``y_j``
-with ``φ_j = h_j + ½|y_j|²``, the affine pieces are ``a_j(x) = ½|x|² + s_j(x)`` with
-``s_j(x) = φ_j − ½|x − y_j|²`` (exact differences, no ``|x|² − 2⟨x, y⟩`` cancellation).
+The hard-map kernel writes scores in the cost form of aeot.md §1: for source points ``x_b`` and
+codes ``y_j`` with ``φ_j = h_j + ½|y_j|²``, the affine pieces are ``a_j(x) = ½|x|² + s_j(x)`` with
+``s_j(x) = φ_j − ½|x − y_j|²`` (exact differences, so the top-2 gap is exact to round-off).
 
-* :func:`smoothed_energy_terms` — one evaluation of the smoothed energy (A 13): the row
-  log-sum-exp ``L_b = logsumexp_j(s_j(x_b)/ε)`` (P3 over rows) and the soft cell masses
-  ``m_j = B⁻¹ Σ_b exp(s_j(x_b)/ε − L_b)`` (P3 again over columns with row offsets ``−L_b``,
-  aeot.md §4 step 3). Two tiled passes of :func:`dp_core.engine.kernels.logsumexp_cost`, 2·Bn
-  exps, memory O((B + n)d), never a B × n matrix; deterministic (each output is one row's fixed
-  reduction).
+* :func:`smoothed_energy_terms` — one evaluation of the smoothed energy (A 13) in the affine
+  form ``a_j(x) = ⟨x, y_j⟩ + h_j``: the row log-sum-exp ``A_b = logsumexp_j(a_j(x_b)/ε)`` (P3
+  over rows) and the soft cell masses ``m_j = B⁻¹ Σ_b exp(a_j(x_b)/ε − A_b)`` (P3 again over
+  columns with row offsets ``−ε A_b``, aeot.md §4 step 3). Two register-blocked passes of
+  :func:`dp_core.engine.affine.affine_logsumexp`, 2·Bn exps, memory O((B + n)d), never a B × n
+  matrix; deterministic. (The affine form has no ``|x|² − 2⟨x, y⟩`` cancellation to fear: only
+  differences of scores matter, and points are standardized, so ``|⟨x, y⟩|`` stays O(d).)
 * :func:`top2_cost` — the max / top-2 variant of P3 (aeot.md §4 "Fit (hard)"): per row the two
   largest scores and their indices, for the hard map T_0 (A 3), the hard cell masses (A 7), the gap
   of (A 17) and AE-OT's angle test (A 11′). Tiled over columns with a tile-max skip (a tile whose
@@ -24,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from dp_core.engine import kernels
+from dp_core.engine.affine import affine_logsumexp
 from dp_core.engine.kernels import TILE, _sq_dists, _tree_max
 
 __all__ = ["smoothed_energy_terms", "top2_cost"]
@@ -93,26 +95,26 @@ def top2_cost(x: np.ndarray, y: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, 
 
 
 def smoothed_energy_terms(
-    x: np.ndarray, y: np.ndarray, phi: np.ndarray, eps: float
+    x: np.ndarray, y: np.ndarray, h: np.ndarray, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row log-sum-exps and soft cell masses of the smoothed semi-discrete energy (A 13).
 
     Parameters
     ----------
-    x : (B, d) float64 C-contiguous source sample.
-    y : (n, d) float64 C-contiguous codes.
-    phi : (n,) ``h + ½|y|²``.
+    x : (B, d) float64 source sample.
+    y : (n, d) float64 codes.
+    h : (n,) heights.
     eps : temperature ε > 0.
 
     Returns
     -------
-    (L (B,), m (n,)) with ``L_b = log Σ_j exp((φ_j − ½|x_b − y_j|²)/ε)`` and
-    ``m_j = B⁻¹ Σ_b exp((φ_j − ½|x_b − y_j|²)/ε − L_b)`` (Σ m = 1 up to round-off). The energy is
-    ``B⁻¹ Σ_b (½|x_b|² + ε L_b) − Σ_j ν_j h_j`` and its gradient ``m − ν`` (A 13).
+    (A (B,), m (n,)) with ``A_b = log Σ_j exp((h_j + ⟨x_b, y_j⟩)/ε)``, so that the smoothed
+    potential is ``u_ε(x_b) = ε A_b`` (A 11), and the soft cell masses
+    ``m_j = B⁻¹ Σ_b exp((h_j + ⟨x_b, y_j⟩)/ε − A_b)`` (Σ m = 1 up to round-off). The energy is
+    ``B⁻¹ Σ_b ε A_b − Σ_j ν_j h_j`` and its gradient ``m − ν`` (A 13).
     """
-    n = y.shape[0]
-    rows = kernels.logsumexp_cost(x, y, np.zeros(n), phi, eps)
-    # columns: log Σ_b exp(−L_b − ½|y_j − x_b|²/ε), then add φ_j/ε and divide by B
-    cols = kernels.logsumexp_cost(y, x, -rows, np.zeros(x.shape[0]), eps)
-    masses = np.exp(cols + phi / eps - math.log(x.shape[0]))
+    rows, _ = affine_logsumexp(x, y, h, eps)
+    # columns: log Σ_b exp((−ε A_b + ⟨y_j, x_b⟩)/ε), then add h_j/ε and divide by B
+    cols, _ = affine_logsumexp(y, x, -eps * rows, eps)
+    masses = np.exp(cols + h / eps - math.log(x.shape[0]))
     return rows, masses

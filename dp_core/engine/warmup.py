@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dp_core.engine import (
+    affine,
     birth_death,
     gram,
     kernels,
@@ -53,7 +54,7 @@ def _warm_generators() -> None:
     phi = np.zeros(3)
     semidiscrete.top2_cost(x, x, phi)
     semidiscrete.smoothed_energy_terms(x, x, phi, 0.25)
-    kernels.softmax_barycentre(x, x, phi, phi, 0.25)
+    affine.affine_logsumexp(x, x, phi, 0.25, barycentre=True)
 
 
 def _warm_particles() -> None:
@@ -125,7 +126,7 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
     ),
     "generators": (
         _warm_generators,
-        (semidiscrete._top2_kernel,),
+        (semidiscrete._top2_kernel, affine._affine_kernel),
     ),
     "particles": (
         _warm_particles,

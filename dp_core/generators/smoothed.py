@@ -1,9 +1,9 @@
 """The convex smoothed AE-OT model (aeot.md §3, §4): energy, L-BFGS fit, map.
 
-Potential (A 11) ``u_ε(x) = ε log Σ_j exp(a_j(x)/ε)``, ``a_j(x) = ⟨x, y_j⟩ + h_j``; in the cost
-form the engine uses, ``u_ε(x) = ½|x|² + ε L(x)`` with ``L(x) = logsumexp_j((φ_j − ½|x − y_j|²)/ε)``
-and ``φ = h + ½|y|²`` (aeot.md §1, §3.1). Map (A 12) ``T_ε(x) = Σ_j p_j(x) y_j``: one fused P4
-pass (:func:`dp_core.engine.kernels.softmax_barycentre`).
+Potential (A 11) ``u_ε(x) = ε log Σ_j exp(a_j(x)/ε)``, ``a_j(x) = ⟨x, y_j⟩ + h_j``, computed in
+this affine form by the engine's register-blocked P3
+(:func:`dp_core.engine.affine.affine_logsumexp`).
+Map (A 12) ``T_ε(x) = Σ_j p_j(x) y_j``: the same pass with the soft-max barycentre fused (P4).
 
 Energy (A 13) on a fixed fit sample x_1..x_B: ``E_ε(h) = B⁻¹ Σ_b u_ε(x_b) − Σ_j ν_j h_j`` with
 gradient ``m − ν`` (soft cell masses, :func:`dp_core.engine.semidiscrete.smoothed_energy_terms`:
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from dp_core.engine.kernels import logsumexp_cost, softmax_barycentre
+from dp_core.engine.affine import affine_logsumexp
 from dp_core.engine.semidiscrete import smoothed_energy_terms
 from dp_core.types import FloatArray
 
@@ -73,8 +73,6 @@ class EnergyEvaluator:
         self.x = x
         self.y = y
         self.nu = nu
-        self.half_y2 = 0.5 * np.einsum("ij,ij->i", y, y)
-        self.mean_half_x2 = float(np.mean(0.5 * np.einsum("ij,ij->i", x, x)))
         self.max_steps = max_steps
         self.steps = 0
         self.progress = progress
@@ -84,8 +82,8 @@ class EnergyEvaluator:
         if self.steps >= self.max_steps:
             raise _Stop
         self.steps += 1
-        rows, masses = smoothed_energy_terms(self.x, self.y, h + self.half_y2, eps)
-        energy = self.mean_half_x2 + eps * float(np.mean(rows)) - float(self.nu @ h)
+        rows, masses = smoothed_energy_terms(self.x, self.y, h, eps)
+        energy = eps * float(np.mean(rows)) - float(self.nu @ h)
         if self.progress is not None:
             self.progress(self.steps)
         return energy, masses
@@ -177,12 +175,9 @@ def fit_smoothed(
 
 def smoothed_map(x: FloatArray, y: FloatArray, h: FloatArray, eps: float) -> FloatArray:
     """``T_ε(x)`` (A 12) for source points x (N, d), standardized units: one fused P4 pass."""
-    phi = h + 0.5 * np.einsum("ij,ij->i", y, y)
-    return softmax_barycentre(x, y, np.zeros(y.shape[0]), phi, eps)[1]
+    return affine_logsumexp(x, y, h, eps, barycentre=True)[1]
 
 
 def smoothed_potential(x: FloatArray, y: FloatArray, h: FloatArray, eps: float) -> FloatArray:
-    """``u_ε(x)`` (A 11) = ½|x|² + ε·logsumexp_j((φ_j − ½|x − y_j|²)/ε) (P3)."""
-    phi = h + 0.5 * np.einsum("ij,ij->i", y, y)
-    rows = logsumexp_cost(x, y, np.zeros(y.shape[0]), phi, eps)
-    return 0.5 * np.einsum("ij,ij->i", x, x) + eps * rows
+    """``u_ε(x)`` (A 11) = ε·logsumexp_j((h_j + ⟨x, y_j⟩)/ε) (P3)."""
+    return eps * affine_logsumexp(x, y, h, eps)[0]

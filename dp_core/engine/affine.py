@@ -1,0 +1,253 @@
+"""Register-blocked log-sum-exp and soft-max barycentre of affine scores (aeot.md §4, P3 / P4).
+
+For points ``x_i`` and ``y_j`` and offsets ``f_j`` the scores are affine in ``x``:
+``s_ij = (f_j + ⟨x_i, y_j⟩)/ε`` (AE-OT's pieces ``a_j(x) = ⟨x, y_j⟩ + h_j``, aeot.md (A 2)). This
+module reduces them per row without ever forming an N × M matrix:
+
+* :func:`affine_logsumexp` — ``A_i = log Σ_j exp(s_ij)`` (P3), and fused in the same pass, on
+  request, the soft-max barycentre ``T_i = Σ_j softmax_j(s_ij) y_j`` (P4, aeot.md (A 12)).
+
+Unlike the distance-form kernels of :mod:`dp_core.engine.kernels`, which stream one row at a time
+through memory-resident per-lane partial sums, the scores here are a small matrix product, so the
+kernel is blocked for registers: four rows share every load of a ``(4, TILE)`` slab of ``yᵀ``, four
+coordinates are folded per pass with fused multiply-adds, and the exp sums and barycentre
+coordinates are reduced in registers. That last step needs the ``reassoc`` fast-math flag (and only
+that one: no finite-math assumptions, so infinities and NaN keep IEEE meaning): the order of each
+reduction is then fixed by the compiled code rather than by the source, so results are still
+bit-for-bit deterministic and independent of the number of threads (every row is reduced inside
+one thread), but not identical to a left-to-right sum. The architecture note forbids fast-math only
+on paths that feed a certificate, an acceptance decision or a birth–death rate; the users here are
+the generators' fit and sampling on public points, none of which do.
+
+Each row's stabiliser is its first tile's maximum, raised (with rescaling) only when a later tile's
+exp sum would pass ``2^600``: most tiles need no maximum at all, nothing overflows, and since the
+stabiliser never exceeds the row's true maximum, only terms below ``e^-708`` times the largest are
+flushed to zero (as the engine's :func:`dp_core.engine.fastexp.exp` does anyway). When all four
+rows of a block have only zero terms in a tile, the barycentre pass over it is skipped: an exact
+shortcut (the terms are exactly zero) that pays off when ε is small and most weights underflow.
+
+Memory is O((N + M) d) for the padded copies plus O(TILE) per thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from dp_core.engine.fastexp import exp, fma
+
+__all__ = ["affine_logsumexp"]
+
+_TILE = 256
+_ROWS = 4
+_NEG_INF = -np.inf
+_REDUCE = {"reassoc", "contract"}
+_RESCALE_ABOVE = 2.0**600
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=_REDUCE)
+def _scores(xs, i, yT, j0, f, s):
+    """``s[r, t] = f[j0 + t] + Σ_k xs[i + r, k] yT[k, j0 + t]`` for the four rows of a block.
+
+    Coordinates are folded four at a time (``yT`` has a multiple of 4 rows), so each pass over the
+    tile does 16 multiply-adds per 4 loads of ``yᵀ`` and 4 loads and stores of ``s``.
+    """
+    s0 = s[0]
+    s1 = s[1]
+    s2 = s[2]
+    s3 = s[3]
+    ft = f[j0 : j0 + _TILE]
+    for t in range(_TILE):
+        s0[t] = ft[t]
+        s1[t] = ft[t]
+        s2[t] = ft[t]
+        s3[t] = ft[t]
+    for g in range(0, yT.shape[0], 4):
+        y0 = yT[g, j0 : j0 + _TILE]
+        y1 = yT[g + 1, j0 : j0 + _TILE]
+        y2 = yT[g + 2, j0 : j0 + _TILE]
+        y3 = yT[g + 3, j0 : j0 + _TILE]
+        a00, a01, a02, a03 = xs[i, g], xs[i, g + 1], xs[i, g + 2], xs[i, g + 3]
+        a10, a11, a12, a13 = xs[i + 1, g], xs[i + 1, g + 1], xs[i + 1, g + 2], xs[i + 1, g + 3]
+        a20, a21, a22, a23 = xs[i + 2, g], xs[i + 2, g + 1], xs[i + 2, g + 2], xs[i + 2, g + 3]
+        a30, a31, a32, a33 = xs[i + 3, g], xs[i + 3, g + 1], xs[i + 3, g + 2], xs[i + 3, g + 3]
+        for t in range(_TILE):
+            v0 = y0[t]
+            v1 = y1[t]
+            v2 = y2[t]
+            v3 = y3[t]
+            s0[t] = fma(a03, v3, fma(a02, v2, fma(a01, v1, fma(a00, v0, s0[t]))))
+            s1[t] = fma(a13, v3, fma(a12, v2, fma(a11, v1, fma(a10, v0, s1[t]))))
+            s2[t] = fma(a23, v3, fma(a22, v2, fma(a21, v1, fma(a20, v0, s2[t]))))
+            s3[t] = fma(a33, v3, fma(a32, v2, fma(a31, v1, fma(a30, v0, s3[t]))))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tile_max(v):
+    """max of ``v[:TILE]`` with eight independent running maxima (the compiler packs them into
+    one vector: a single running maximum is a serial chain of compare-selects)."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = _NEG_INF
+    for t in range(0, _TILE, 8):
+        x = v[t]
+        m0 = x if x > m0 else m0
+        x = v[t + 1]
+        m1 = x if x > m1 else m1
+        x = v[t + 2]
+        m2 = x if x > m2 else m2
+        x = v[t + 3]
+        m3 = x if x > m3 else m3
+        x = v[t + 4]
+        m4 = x if x > m4 else m4
+        x = v[t + 5]
+        m5 = x if x > m5 else m5
+        x = v[t + 6]
+        m6 = x if x > m6 else m6
+        x = v[t + 7]
+        m7 = x if x > m7 else m7
+    m0 = m0 if m0 > m4 else m4
+    m1 = m1 if m1 > m5 else m5
+    m2 = m2 if m2 > m6 else m6
+    m3 = m3 if m3 > m7 else m7
+    m0 = m0 if m0 > m2 else m2
+    m1 = m1 if m1 > m3 else m3
+    return m0 if m0 > m1 else m1
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=_REDUCE)
+def _exp_sum(sr, er, m):
+    """``er[t] = exp(sr[t] − m)``; returns their sum."""
+    acc = 0.0
+    for t in range(_TILE):
+        e = exp(sr[t] - m)
+        er[t] = e
+        acc += e
+    return acc
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exp_row(sr, er, r, stab, total, bary, d):
+    """Row r's tile terms ``er = exp(sr − stab[r])``, their sum added to ``total[r]``.
+
+    The stabiliser ``stab[r]`` is the first tile's maximum and is raised (rescaling the row's
+    sums) only when a tile's sum exceeds :data:`_RESCALE_ABOVE`, so most tiles need no maximum
+    at all. Every term is at most ``2^600``-scaled, so nothing overflows, and since the stabiliser
+    never exceeds the row's maximum, no term is flushed that an exact running maximum would keep.
+    Returns False when every term of the tile is exactly zero (``er`` is then all zeros).
+    """
+    if stab[r] == _NEG_INF:
+        tile_max = _tile_max(sr)
+        if tile_max == _NEG_INF:
+            er[:] = 0.0
+            return False
+        stab[r] = tile_max
+    acc = _exp_sum(sr, er, stab[r])
+    if not acc <= _RESCALE_ABOVE:
+        tile_max = _tile_max(sr)
+        rescale = exp(stab[r] - tile_max)
+        total[r] *= rescale
+        for k in range(d):
+            bary[r, k] *= rescale
+        stab[r] = tile_max
+        acc = _exp_sum(sr, er, tile_max)
+    total[r] += acc
+    return acc > 0.0
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=_REDUCE)
+def _bary_tile(s, yT, j0, d, bary):
+    """``bary[r, k] += Σ_t s[r, t] yT[k, j0 + t]`` for the block's four rows, two coordinates
+    per pass (``yT`` has a multiple of 4 rows; padding coordinates are zero and not stored)."""
+    e0 = s[0]
+    e1 = s[1]
+    e2 = s[2]
+    e3 = s[3]
+    for k in range(0, d, 2):
+        ya = yT[k, j0 : j0 + _TILE]
+        yb = yT[k + 1, j0 : j0 + _TILE]
+        a0 = a1 = a2 = a3 = 0.0
+        b0 = b1 = b2 = b3 = 0.0
+        for t in range(_TILE):
+            va = ya[t]
+            vb = yb[t]
+            f0 = e0[t]
+            f1 = e1[t]
+            f2 = e2[t]
+            f3 = e3[t]
+            a0 += f0 * va
+            a1 += f1 * va
+            a2 += f2 * va
+            a3 += f3 * va
+            b0 += f0 * vb
+            b1 += f1 * vb
+            b2 += f2 * vb
+            b3 += f3 * vb
+        bary[0, k] += a0
+        bary[1, k] += a1
+        bary[2, k] += a2
+        bary[3, k] += a3
+        bary[0, k + 1] += b0
+        bary[1, k + 1] += b1
+        bary[2, k + 1] += b2
+        bary[3, k + 1] += b3
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=_REDUCE)
+def _affine_kernel(xs, yT, f, d_bary, lse_out, bary_out):
+    n_blocks = xs.shape[0] // _ROWS
+    mp = yT.shape[1]
+    for b in prange(n_blocks):
+        i = b * _ROWS
+        s = np.empty((_ROWS, _TILE))
+        e = np.empty((_ROWS, _TILE))
+        stab = np.full(_ROWS, _NEG_INF)
+        total = np.zeros(_ROWS)
+        bary = np.zeros((_ROWS, d_bary + 1))
+        for j0 in range(0, mp, _TILE):
+            _scores(xs, i, yT, j0, f, s)
+            live = 0
+            for r in range(_ROWS):
+                if _exp_row(s[r], e[r], r, stab, total, bary, d_bary):
+                    live += 1
+            if live > 0 and d_bary > 0:
+                _bary_tile(e, yT, j0, d_bary, bary)
+        for r in range(_ROWS):
+            lse_out[i + r] = stab[r] + np.log(total[r]) if stab[r] != _NEG_INF else _NEG_INF
+            for k in range(d_bary):
+                bary_out[i + r, k] = bary[r, k] / total[r]
+
+
+def affine_logsumexp(
+    x: np.ndarray, y: np.ndarray, f: np.ndarray, eps: float, *, barycentre: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """P3 / P4 for affine scores ``s_ij = (f_j + ⟨x_i, y_j⟩)/ε``.
+
+    Parameters
+    ----------
+    x : (N, d) float64 points (rows of the reduction).
+    y : (M, d) float64 points, M >= 1.
+    f : (M,) float64 offsets (``-inf`` allowed: that column is ignored).
+    eps : temperature ε > 0.
+    barycentre : also return ``T_i = Σ_j softmax_j(s_ij) y_j``.
+
+    Returns
+    -------
+    (A (N,), T (N, d) or None) with ``A_i = log Σ_j exp(s_ij)`` (``-inf`` for a row whose
+    offsets are all ``-inf``).
+    """
+    n, d = x.shape
+    m = y.shape[0]
+    inv_eps = 1.0 / float(eps)
+    np_rows = -(-n // _ROWS) * _ROWS
+    dp = -(-d // 4) * 4
+    mp = -(-m // _TILE) * _TILE
+    xs = np.zeros((np_rows, dp))
+    xs[:n, :d] = x * inv_eps
+    yT = np.zeros((dp, mp))
+    yT[:d, :m] = y.T
+    fs = np.full(mp, _NEG_INF)
+    fs[:m] = f * inv_eps
+    lse = np.empty(np_rows)
+    d_bary = d if barycentre else 0
+    bary = np.empty((np_rows, d_bary))
+    _affine_kernel(xs, yT, fs, d_bary, lse, bary)
+    return lse[:n], (bary[:n] if barycentre else None)
