@@ -7,15 +7,18 @@ Map (A 12) ``T_ε(x) = Σ_j p_j(x) y_j``: the same pass with the soft-max baryce
 
 Energy (A 13) on a fixed fit sample x_1..x_B: ``E_ε(h) = B⁻¹ Σ_b u_ε(x_b) − Σ_j ν_j h_j`` with
 gradient ``m − ν`` (soft cell masses, :func:`dp_core.engine.semidiscrete.smoothed_energy_terms`:
-two tiled P3 passes). It is convex, smooth, invariant under ``h + c·1``; minimized by L-BFGS
-(SciPy, outside the engine; aeot.md (A 9)) with ε-continuation 0.2 → 0.05 → 0.01 → 0.003 →
-0.001 → ε (aeot.md §5.1), each level warm-started and h centred, stopping when
-``max_j |m_j − ν_j|/ν_j ≤ tolerance`` (aeot.md §6). Every evaluation is deterministic, so the fit
+two register-blocked P3 passes). It is convex, smooth, invariant under ``h + c·1``; minimized by
+L-BFGS (SciPy, outside the engine; aeot.md (A 9)) with ε-continuation 0.2 → 0.05 → 0.01 → 0.003
+→ 0.001 → ε (aeot.md §5.1), each level warm-started and h centred, stopping when
+``max_j |m_j − ν_j|/ν_j ≤ tolerance`` (aeot.md §6). Tolerances below about 1e-7, where the
+energy's differences drown in round-off and SciPy's line search stalls, are reached by a
+gradient-only L-BFGS polish (:func:`_polish`). Every evaluation is deterministic, so the fit
 is bit-identical for the same inputs on one machine (T-OT-8).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +43,12 @@ CONTINUATION = (0.2, 0.05, 0.01, 0.003, 0.001)
 
 INTERMEDIATE_TOLERANCE = 1e-3
 """Relative mass error at which an intermediate continuation level hands over (warm start)."""
+
+POLISH_MEMORY = 30
+"""Curvature pairs kept by :func:`_polish` (as L-BFGS-B's ``maxcor``)."""
+
+POLISH_PATIENCE = 20
+"""Evaluations without a better iterate after which :func:`_polish` gives up."""
 
 
 @dataclass
@@ -92,17 +101,74 @@ class EnergyEvaluator:
         return float(np.max(np.abs(masses - self.nu) / self.nu))
 
 
+def _polish(grad: Callable[[FloatArray], FloatArray], h: FloatArray, scale: FloatArray) -> None:
+    """L-BFGS directions with a line search on the directional derivative only; runs until
+    ``grad`` raises :class:`_Stop`.
+
+    Near the optimum the energy's differences fall below its round-off (relative mass errors
+    near 1e-7 at n = 10^3, d = 8) and L-BFGS-B's line search, which compares energies, stalls. The
+    gradient ``m − ν`` is still accurate there, and on a convex function the zero of
+    ``φ'(α) = ∇E(h + αp)·p`` along a descent direction is the line minimum: each step tries α = 1
+    and, when ``φ'(1) > 0`` (the minimum was passed), takes the secant
+    ``α = φ'(0)/(φ'(0) − φ'(1))``. No energies are compared and the error need not fall at every
+    step, so the caller keeps the best iterate. Without curvature pairs the direction is
+    ``−scale·g`` (``scale = ε/ν``: the Newton step of the diagonal of the Hessian, a Sinkhorn
+    step).
+    """
+    g = grad(h)
+    pairs: list[tuple[FloatArray, FloatArray, float]] = []  # (s, y, 1/⟨y, s⟩)
+    while True:
+        q = g.copy()
+        coef = []
+        for s_k, y_k, rho in reversed(pairs):
+            a = rho * float(s_k @ q)
+            coef.append(a)
+            q -= a * y_k
+        if pairs:
+            s_k, y_k, _ = pairs[-1]
+            q *= float(s_k @ y_k) / float(y_k @ y_k)
+        else:
+            q *= scale
+        for (s_k, y_k, rho), a in zip(pairs, reversed(coef), strict=True):
+            q += (a - rho * float(y_k @ q)) * s_k
+        p = -q
+        slope0 = float(g @ p)
+        if not slope0 < 0.0:  # not a descent direction: forget the curvature pairs
+            if not pairs:
+                return
+            pairs.clear()
+            continue
+        g_new = grad(h + p)
+        slope1 = float(g_new @ p)
+        step = p
+        if slope1 > 0.0:
+            step = p * (slope0 / (slope0 - slope1))
+            g_new = grad(h + step)
+        y_new = g_new - g
+        sy = float(step @ y_new)
+        if sy > 0.0:
+            pairs.append((step, y_new, 1.0 / sy))
+            del pairs[:-POLISH_MEMORY]
+        h = h + step
+        g = g_new
+
+
 def _level(
     ev: EnergyEvaluator, h0: FloatArray, eps: float, tolerance: float
 ) -> tuple[FloatArray, float, float]:
-    """Minimize E_ε from h0 until the relative mass error is ≤ tolerance (or budget / stall)."""
+    """Minimize E_ε from h0 until the relative mass error is ≤ tolerance (or budget / stall):
+    L-BFGS-B on the energy, then, if that stalls above the tolerance, :func:`_polish` until
+    :data:`POLISH_PATIENCE` evaluations pass without a better iterate."""
     best: list = [h0, np.inf, np.inf]  # h, error, energy
+    stale = [0]  # evaluations since the best iterate last improved
 
     def fun(h: FloatArray) -> tuple[float, FloatArray]:
         energy, masses = ev.evaluate(h, eps)
         err = ev.rel_error(masses)
+        stale[0] += 1
         if err < best[1]:
             best[:] = [h.copy(), err, energy]
+            stale[0] = 0
         if err <= tolerance:
             raise _Stop
         return energy, masses - ev.nu
@@ -132,6 +198,16 @@ def _level(
         if not best[1] < before:
             break
         h = best[0]
+    if best[1] > tolerance:
+
+        def grad(h: FloatArray) -> FloatArray:
+            if stale[0] >= POLISH_PATIENCE:
+                raise _Stop
+            return fun(h)[1]
+
+        stale[0] = 0
+        with contextlib.suppress(_Stop):
+            _polish(grad, best[0].copy(), eps / ev.nu)
     return best[0] - np.mean(best[0]), best[1], best[2]
 
 
