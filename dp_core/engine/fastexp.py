@@ -25,7 +25,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["EXP_UNDERFLOW", "exp", "fma"]
+__all__ = ["EXP_UNDERFLOW", "exp", "fma", "log1p_unit"]
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
@@ -91,3 +91,41 @@ def exp(x: float) -> float:
     if x != x:
         y = x
     return y
+
+
+@njit(cache=True, nogil=True, inline="always")
+def log1p_unit(x: float) -> float:
+    """log(1 + x) for x in [0, 1], branch-free so that tile loops vectorise.
+
+    ``log1p(x) = 2 atanh(z)``, ``z = x/(2 + x) ∈ [0, 1/3]``, by the series
+    ``2z + 2z³ Σ_{j=1}^{17} z^{2j-2}/(2j + 1)`` (Horner in z² with fused multiply-adds; the first
+    omitted term is below 6e-20 relative). z is carried as ``z_hi + z_lo``: the rounding of
+    ``2 + x`` and of the quotient are recovered (Fast2Sum, an exact FMA residual), so the
+    leading term ``2z`` is nearly exact and the result is within 1 ulp of ``log1p`` on [0, 1]
+    (measured in ``tests/unit/engine``); no cancellation for small x. The softplus
+    ``log(1 + e^{-|m|})`` of the logistic loss is its use.
+    """
+    a = 2.0 + x
+    a_err = (2.0 - a) + x  # 2 + x = a + a_err exactly (|2| >= |x|)
+    inv_a = 1.0 / a  # one division: the residual below is exact, so z_hi's rounding is recovered
+    z_hi = x * inv_a
+    z_lo = (fma(-z_hi, a, x) - z_hi * a_err) * inv_a
+    z2 = z_hi * z_hi
+    q = 0.02857142857142857
+    q = fma(q, z2, 0.030303030303030304)
+    q = fma(q, z2, 0.03225806451612903)
+    q = fma(q, z2, 0.034482758620689655)
+    q = fma(q, z2, 0.037037037037037035)
+    q = fma(q, z2, 0.04)
+    q = fma(q, z2, 0.043478260869565216)
+    q = fma(q, z2, 0.047619047619047616)
+    q = fma(q, z2, 0.05263157894736842)
+    q = fma(q, z2, 0.058823529411764705)
+    q = fma(q, z2, 0.06666666666666667)
+    q = fma(q, z2, 0.07692307692307693)
+    q = fma(q, z2, 0.09090909090909091)
+    q = fma(q, z2, 0.1111111111111111)
+    q = fma(q, z2, 0.14285714285714285)
+    q = fma(q, z2, 0.2)
+    q = fma(q, z2, 0.3333333333333333)
+    return 2.0 * z_hi + fma(2.0 * z_hi * z2, q, 2.0 * z_lo)

@@ -10,15 +10,17 @@ the records unnecessary it is used (ARCHITECTURE "Records scale too"):
   O(log n) per point;
 
 and the rest — multi-d clipped mean, logistic loss, k-means — is one fused ``prange`` pass over
-the records per point, O(n d) with no temporary arrays.
+the records per point, O(n d), tiled over the transposed records and vectorised like the pairwise
+kernels (no fastmath; the engine's polynomial exp and log1p), memory O(TILE d) per thread.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
+
+from dp_core.engine.fastexp import exp, fma, log1p_unit
+from dp_core.engine.kernels import TILE, _tree_sum
 
 __all__ = [
     "clipped_mean_loss_1d",
@@ -56,76 +58,137 @@ def clipped_mean_loss_1d(points, sorted_records, prefix, prefix_sq, clip, v_out,
         g_out[i, 0] = 2.0 * (m * theta - s1)
 
 
+# --------------------------------------------------------------------------- record passes
+# The records arrive transposed, (d, n) C-contiguous, so that every inner loop runs over a tile
+# view of one coordinate and vectorises without fastmath (the values feed MALA acceptances and
+# birth–death rates). Each point accumulates TILE independent partial sums over the tiles in
+# order and reduces them by the kernels' fixed tree: deterministic and thread-count independent.
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sq_dist_tile(theta, off, records_t, j0, cnt, d2):
+    """d2[t] = Σ_a (θ[off + a] − x_a[j0 + t])² for t < cnt."""
+    x0 = records_t[0, j0 : j0 + cnt]
+    c = theta[off]
+    for t in range(cnt):
+        diff = c - x0[t]
+        d2[t] = diff * diff
+    for a in range(1, records_t.shape[0]):
+        xa = records_t[a, j0 : j0 + cnt]
+        c = theta[off + a]
+        for t in range(cnt):
+            diff = c - xa[t]
+            d2[t] = fma(diff, diff, d2[t])
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def clipped_mean_loss_nd(points, records, clip, v_out, g_out):
-    """L(θ) = Σ_x min(|θ - x|², c²) and ∇L = Σ_{|θ-x|<c} 2(θ - x); points (N, d), records (n, d)."""
-    n, d = records.shape
+def clipped_mean_loss_nd(points, records_t, clip, v_out, g_out):
+    """L(θ) = Σ_x min(|θ - x|², c²) and ∇L = Σ_{|θ-x|<c} 2(θ - x); points (N, d), records
+    transposed (d, n)."""
+    d, n = records_t.shape
     c2 = clip * clip
     for i in prange(points.shape[0]):
-        total = 0.0
-        for k in range(d):
-            g_out[i, k] = 0.0
-        for r in range(n):
-            r2 = 0.0
-            for k in range(d):
-                r2 += (points[i, k] - records[r, k]) ** 2
-            if r2 < c2:
-                total += r2
-                for k in range(d):
-                    g_out[i, k] += 2.0 * (points[i, k] - records[r, k])
-            else:
-                total += c2
-        v_out[i] = total
+        theta = points[i]
+        d2 = np.empty(TILE)
+        acc = np.zeros(TILE)
+        gacc = np.zeros((d, TILE))
+        for j0 in range(0, n, TILE):
+            cnt = min(TILE, n - j0)
+            _sq_dist_tile(theta, 0, records_t, j0, cnt, d2)
+            for t in range(cnt):
+                acc[t] += d2[t] if d2[t] < c2 else c2
+            for a in range(d):
+                xa = records_t[a, j0 : j0 + cnt]
+                ga = gacc[a]
+                c = theta[a]
+                for t in range(cnt):
+                    ga[t] += 2.0 * (c - xa[t]) if d2[t] < c2 else 0.0
+        v_out[i] = _tree_sum(acc)
+        for a in range(d):
+            g_out[i, a] = _tree_sum(gacc[a])
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def logistic_loss(points, features, labels, v_out, g_out):
-    """L(θ) = Σ log(1 + exp(-y θ·x)), y ∈ {-1, +1}, and ∇L = -Σ y x σ(-y θ·x).
+def logistic_loss(points, features_t, labels, v_out, g_out):
+    """L(θ) = Σ log(1 + exp(-y θ·x)), y ∈ {-1, +1}, and ∇L = -Σ y x σ(-y θ·x); points (N, d),
+    features transposed (d, n).
 
-    Evaluated stably: log(1 + e^{-m}) = max(-m, 0) + log1p(e^{-|m|}).
+    With m = y θ·x and e = e^{-|m|} ∈ (0, 1]: log(1 + e^{-m}) = max(-m, 0) + log1p(e) and
+    σ(-m) = e/(1 + e) for m >= 0, 1/(1 + e) otherwise — no overflow, and branch-free through
+    the engine's vectorisable :func:`exp` and :func:`log1p_unit`.
     """
-    n, d = features.shape
+    d, n = features_t.shape
     for i in prange(points.shape[0]):
-        total = 0.0
-        for k in range(d):
-            g_out[i, k] = 0.0
-        for r in range(n):
-            m = 0.0
-            for k in range(d):
-                m += points[i, k] * features[r, k]
-            m *= labels[r]
-            total += max(-m, 0.0) + math.log1p(math.exp(-abs(m)))
-            # σ(-m) = 1 / (1 + e^m), computed without overflow
-            s = 1.0 / (1.0 + math.exp(m)) if m < 0.0 else math.exp(-m) / (1.0 + math.exp(-m))
-            for k in range(d):
-                g_out[i, k] -= labels[r] * features[r, k] * s
-        v_out[i] = total
+        theta = points[i]
+        m = np.empty(TILE)
+        w = np.empty(TILE)
+        acc = np.zeros(TILE)
+        gacc = np.zeros((d, TILE))
+        for j0 in range(0, n, TILE):
+            cnt = min(TILE, n - j0)
+            x0 = features_t[0, j0 : j0 + cnt]
+            c = theta[0]
+            for t in range(cnt):
+                m[t] = c * x0[t]
+            for a in range(1, d):
+                xa = features_t[a, j0 : j0 + cnt]
+                c = theta[a]
+                for t in range(cnt):
+                    m[t] = fma(c, xa[t], m[t])
+            yt = labels[j0 : j0 + cnt]
+            for t in range(cnt):
+                mt = m[t] * yt[t]
+                e = exp(-abs(mt))
+                acc[t] += max(-mt, 0.0) + log1p_unit(e)
+                num = e if mt >= 0.0 else 1.0
+                w[t] = -yt[t] * (num / (1.0 + e))
+            for a in range(d):
+                xa = features_t[a, j0 : j0 + cnt]
+                ga = gacc[a]
+                for t in range(cnt):
+                    ga[t] = fma(w[t], xa[t], ga[t])
+        v_out[i] = _tree_sum(acc)
+        for a in range(d):
+            g_out[i, a] = _tree_sum(gacc[a])
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def kmeans_loss(points, records, k, clip, v_out, g_out):
+def kmeans_loss(points, records_t, k, clip, v_out, g_out):
     """L(c) = Σ_x min(min_j |x - c_j|², τ²) for centres c = points[i].reshape(k, d), and the
-    (a.e.) gradient ∂L/∂c_j = Σ_{x: j nearest, dist < τ} 2(c_j - x)."""
-    n, d = records.shape
+    (a.e.) gradient ∂L/∂c_j = Σ_{x: j nearest, dist < τ} 2(c_j - x); records transposed (d, n).
+    Ties go to the lowest centre index."""
+    d, n = records_t.shape
     t2 = clip * clip
     for i in prange(points.shape[0]):
-        total = 0.0
-        for q in range(k * d):
-            g_out[i, q] = 0.0
-        for r in range(n):
-            best = np.inf
-            arg = 0
+        theta = points[i]
+        d2 = np.empty(TILE)
+        best = np.empty(TILE)
+        arg = np.empty(TILE)
+        acc = np.zeros(TILE)
+        gacc = np.zeros((k * d, TILE))
+        for j0 in range(0, n, TILE):
+            cnt = min(TILE, n - j0)
+            for t in range(cnt):
+                best[t] = np.inf
+                arg[t] = 0.0
             for j in range(k):
-                r2 = 0.0
+                _sq_dist_tile(theta, j * d, records_t, j0, cnt, d2)
+                jf = float(j)
+                for t in range(cnt):
+                    closer = d2[t] < best[t]
+                    best[t] = d2[t] if closer else best[t]
+                    arg[t] = jf if closer else arg[t]
+            for t in range(cnt):
+                acc[t] += best[t] if best[t] < t2 else t2
+            for j in range(k):
+                jf = float(j)
                 for a in range(d):
-                    r2 += (points[i, j * d + a] - records[r, a]) ** 2
-                if r2 < best:
-                    best = r2
-                    arg = j
-            if best < t2:
-                total += best
-                for a in range(d):
-                    g_out[i, arg * d + a] += 2.0 * (points[i, arg * d + a] - records[r, a])
-            else:
-                total += t2
-        v_out[i] = total
+                    xa = records_t[a, j0 : j0 + cnt]
+                    ga = gacc[j * d + a]
+                    c = theta[j * d + a]
+                    for t in range(cnt):
+                        hit = (arg[t] == jf) & (best[t] < t2)
+                        ga[t] += 2.0 * (c - xa[t]) if hit else 0.0
+        v_out[i] = _tree_sum(acc)
+        for q in range(k * d):
+            g_out[i, q] = _tree_sum(gacc[q])

@@ -92,9 +92,10 @@ def _warm_utilities() -> None:
     prefix_sq = np.concatenate([[0.0], np.cumsum(records**2)])
     utility_kernels.clipped_mean_loss_1d(x1, records, prefix, prefix_sq, 0.5, v, np.empty((3, 1)))
     g2 = np.empty((3, 2))
-    utility_kernels.clipped_mean_loss_nd(x2, x2, 0.5, v, g2)
-    utility_kernels.logistic_loss(x2, x2, np.ones(3), v, g2)
-    utility_kernels.kmeans_loss(x2, x1, 2, 0.5, v, g2)
+    x2_t = np.ascontiguousarray(x2.T)
+    utility_kernels.clipped_mean_loss_nd(x2, x2_t, 0.5, v, g2)
+    utility_kernels.logistic_loss(x2, x2_t, np.ones(3), v, g2)
+    utility_kernels.kmeans_loss(x2, np.ascontiguousarray(x1.T), 2, 0.5, v, g2)
 
 
 def _warm_flow_maps() -> None:

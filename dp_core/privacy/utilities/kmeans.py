@@ -80,7 +80,8 @@ class KMeans:
         return np.minimum(d2.min(axis=1), self.clip**2)
 
     def prepare(self, records: Any) -> FloatArray:
-        return self.clip_records(records)
+        """The clipped records transposed, (d, n), for the fused pass."""
+        return np.ascontiguousarray(self.clip_records(records).T)
 
     def loss(self, prepared: FloatArray, points: FloatArray) -> tuple[FloatArray, FloatArray]:
         v = np.empty(points.shape[0])

@@ -6,8 +6,9 @@ B = min(c², diam(Θ)²) (θ and x both lie in the box), so by the sum-form lemm
 add/remove Δu = Δ_osc = B, replace-one Δu = B, Δ_osc = 2B, and U = n_max·B. The loss has kinks
 at |θ - x| = c (G2 = ∞): only route (9) applies.
 
-In one dimension the loss is exact from sorted records and prefix sums (O(log n) per point);
-in d > 1 it is one fused pass over the records per point.
+In one dimension the loss is exact from sorted records and prefix sums (O(log n) per point); in
+d > 1 it is exact from the count and two centred sums when ``c >= diam(Θ)`` (the clip cannot
+bind, O(d) per point), and otherwise one fused pass over the records per point.
 """
 
 from __future__ import annotations
@@ -28,12 +29,22 @@ __all__ = ["ClippedMean", "MeanData"]
 
 @dataclass(frozen=True)
 class MeanData:
-    """Clipped records and, in 1-D, their sorted prefix sums (private)."""
+    """The private summary a release evaluates the loss from (one of three forms):
 
-    records: FloatArray
+    * 1-D: sorted records with prefix sums of x and x²;
+    * d > 1 with ``c² >= diam(Θ)²`` (the clip can never bind): the count and the sums of
+      ``x − centre`` and ``|x − centre|²`` about the box centre (exact sufficient statistics);
+    * otherwise the records transposed, (d, n), for the fused pass.
+    """
+
+    records_t: FloatArray | None = None
     sorted_records: FloatArray | None = None
     prefix: FloatArray | None = None
     prefix_sq: FloatArray | None = None
+    count: int = 0
+    centre: FloatArray | None = None
+    centred_sum: FloatArray | None = None
+    centred_sum_sq: float = 0.0
 
 
 def _box(lower: Any, upper: Any) -> tuple[FloatArray, FloatArray]:
@@ -85,14 +96,36 @@ class ClippedMean:
 
     def prepare(self, records: Any) -> MeanData:
         clipped = self.clip_records(records)
-        if clipped.shape[1] > 1:
-            return MeanData(clipped)
-        xs = np.sort(clipped[:, 0])
-        prefix = np.concatenate([[0.0], np.cumsum(xs)])
-        prefix_sq = np.concatenate([[0.0], np.cumsum(xs * xs)])
-        return MeanData(clipped, xs, prefix, prefix_sq)
+        if clipped.shape[1] == 1:
+            xs = np.sort(clipped[:, 0])
+            prefix = np.concatenate([[0.0], np.cumsum(xs)])
+            prefix_sq = np.concatenate([[0.0], np.cumsum(xs * xs)])
+            return MeanData(sorted_records=xs, prefix=prefix, prefix_sq=prefix_sq)
+        diam2 = float(np.sum((self._hi - self._lo) ** 2))
+        if self.clip**2 >= diam2:
+            # |θ − x|² <= diam² <= c² for θ, x in the box: the loss is the plain sum of squares
+            centre = 0.5 * (self._lo + self._hi)
+            z = clipped - centre
+            return MeanData(
+                count=clipped.shape[0],
+                centre=centre,
+                centred_sum=z.sum(axis=0),
+                centred_sum_sq=float(np.einsum("ij,ij->", z, z)),
+            )
+        return MeanData(records_t=np.ascontiguousarray(clipped.T))
 
     def loss(self, prepared: MeanData, points: FloatArray) -> tuple[FloatArray, FloatArray]:
+        if prepared.centre is not None:
+            # Σ|θ − x|² = n|θ'|² − 2θ'·Σx' + Σ|x'|² with θ' = θ − centre, x' = x − centre
+            assert prepared.centred_sum is not None
+            t = points - prepared.centre
+            n = prepared.count
+            v = (
+                n * np.einsum("ij,ij->i", t, t)
+                - 2.0 * (t @ prepared.centred_sum)
+                + prepared.centred_sum_sq
+            )
+            return v, 2.0 * (n * t - prepared.centred_sum)
         v = np.empty(points.shape[0])
         g = np.empty(points.shape)
         if prepared.sorted_records is not None:
@@ -106,7 +139,7 @@ class ClippedMean:
                 g,
             )
         else:
-            clipped_mean_loss_nd(points, prepared.records, self.clip, v, g)
+            clipped_mean_loss_nd(points, prepared.records_t, self.clip, v, g)
         return v, g
 
     def describe(self) -> dict[str, Any]:

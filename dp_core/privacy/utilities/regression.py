@@ -116,10 +116,12 @@ class LinearRegression(_BallOverFeatures):
 
 @dataclass(frozen=True)
 class LogisticRegressionData:
-    """Clipped features and labels in {-1, +1} (private)."""
+    """Clipped features (n, d) and transposed (d, n) for the fused pass, labels in {-1, +1}
+    (private)."""
 
     features: FloatArray
     labels: FloatArray
+    features_t: FloatArray
 
 
 @dataclass(frozen=True)
@@ -164,14 +166,16 @@ class LogisticRegression(_BallOverFeatures):
         if not np.all((labels == 0.0) | (labels == 1.0)):
             raise InvalidParameter("records", "labels must be 0 or 1")
         features = clip_columns(arr[:, :-1], self._lo, self._hi, "records")
-        return LogisticRegressionData(features, np.ascontiguousarray(2.0 * labels - 1.0))
+        return LogisticRegressionData(
+            features, np.ascontiguousarray(2.0 * labels - 1.0), np.ascontiguousarray(features.T)
+        )
 
     def loss(
         self, prepared: LogisticRegressionData, points: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         v = np.empty(points.shape[0])
         g = np.empty(points.shape)
-        logistic_loss(points, prepared.features, prepared.labels, v, g)
+        logistic_loss(points, prepared.features_t, prepared.labels, v, g)
         return v, g
 
     def describe(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from dp_core.engine.fastexp import EXP_UNDERFLOW, exp, fma
+from dp_core.engine.fastexp import EXP_UNDERFLOW, exp, fma, log1p_unit
 
 _LO = -708.0
 _HI = 709.78
@@ -113,3 +113,34 @@ def test_fma_is_single_rounding():
     assert _fma(a, b, -1.0) == -(2.0**-60)
     assert _fma(0.1, 10.0, -1.0) == 2.0**-54  # 0.1 is 0.1 + 2**-54 / 10 in binary
     assert _fma(2.0, 3.0, 4.0) == 10.0
+
+
+@njit(cache=False)
+def _log1p_many(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = log1p_unit(x[i])
+    return out
+
+
+def test_log1p_unit_within_1_ulp_on_the_unit_interval():
+    """Against log1p in 80-bit long double where the platform has it (else math.log1p)."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate(
+        [
+            np.linspace(0.0, 1.0, 1_000_001),
+            rng.uniform(0.0, 1.0, 200_000),
+            10.0 ** rng.uniform(-300, -1, 20_000),  # tiny: log1p(x) ≈ x without cancellation
+            [0.0, 5e-324, 1e-17, 1.0],
+        ]
+    )
+    got = _log1p_many(x)
+    if _has_extended_long_double():
+        ref = np.log1p(x.astype(np.longdouble))
+    else:
+        ref = np.array([math.log1p(v) for v in x])
+    ulp = np.spacing(np.asarray(ref, dtype=np.float64))
+    err = np.asarray(np.abs(got.astype(np.longdouble) - ref) / ulp, dtype=np.float64)
+    worst = int(np.argmax(err))
+    assert err[worst] <= 1.0, f"{err[worst]} ulp at x = {x[worst]!r}"
+    assert got[0] == 0.0 and got[1] > 0.0

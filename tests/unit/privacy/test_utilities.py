@@ -44,7 +44,7 @@ def _direct_loss(utility, records: np.ndarray, theta: np.ndarray) -> float:
 
 
 def _cases(rng: np.random.Generator):
-    n = 200
+    n = 600  # more than two tiles of records (the fused passes tile by 256)
     lab = rng.integers(0, 2, n).astype(float)
     return [
         (Quantile(0.3, -1.0, 2.0), rng.normal(size=n) * 1.5),
@@ -59,6 +59,10 @@ def _cases(rng: np.random.Generator):
             np.column_stack([rng.normal(size=(n, 3)), lab]),
         ),
         (KMeans((-2.0, -2.0), (2.0, 2.0), 3, 1.2), rng.normal(size=(n, 2)) * 1.5),
+        # c >= diam(Θ) = √8: the clip cannot bind, the loss comes from centred sums
+        (ClippedMean((-1.0, 0.0), (1.0, 2.0), 2.9), rng.normal(size=(n, 2)) * 3 + 1),
+        # k-means in 3-D with a record count that is not a multiple of the tile
+        (KMeans((-2.0, -1.0, 0.0), (2.0, 1.0, 3.0), 2, 2.0), rng.normal(size=(n + 77, 3))),
     ]
 
 
@@ -70,7 +74,7 @@ def _points_in(domain, rng: np.random.Generator, m: int) -> np.ndarray:
     return z * domain.radius * rng.uniform(0, 1, (m, 1)) ** (1 / domain.dim)
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(8))
 def test_loss_matches_direct_definition(case: int) -> None:
     rng = np.random.default_rng(case)
     utility, records = _cases(rng)[case]
@@ -81,7 +85,7 @@ def test_loss_matches_direct_definition(case: int) -> None:
     assert np.allclose(loss, direct, rtol=1e-10, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("case", [1, 2, 3, 4, 5, 6, 7])
 def test_gradient_matches_finite_differences(case: int) -> None:
     """Central differences with step 1e-6: error O(h²·L''') + O(eps/h) ≈ 1e-8 relative; points
     within 1e-4 of a kink (clip sphere, Voronoi boundary) are skipped."""
@@ -111,7 +115,7 @@ def _neighbour_gaps(utility, records, neighbour, thetas):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31), case=st.integers(0, 5), replace=st.booleans())
+@given(seed=st.integers(0, 2**31), case=st.integers(0, 7), replace=st.booleans())
 def test_declared_sensitivities_bound_brute_force(seed: int, case: int, replace: bool) -> None:
     """For random neighbouring datasets (one record added, or replaced by an adversarial
     extreme record), sup|u - u'| and osc(u - u') over many θ never exceed Δu and Δ_osc."""
