@@ -169,3 +169,9 @@ def fmt_seconds(t: float) -> str:
 def fmt_rate(x: float) -> str:
     """A rate such as pairs/s in scientific notation with three significant digits."""
     return f"{x:.2e}"
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages from ``uptime`` (printed beside timings)."""
+    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout
+    return out.strip().split("load average:")[-1].strip()

@@ -22,7 +22,6 @@ Run: ``.venv/bin/python bench/bench_aeot.py [--quick]``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import command_line, fmt_rate, machine_description, markdown_table, time_call
+from _common import (
+    command_line,
+    fmt_rate,
+    load_average,
+    machine_description,
+    markdown_table,
+    time_call,
+)
 from bench_kernels import _ceiling_fastexp, _ceiling_inputs
 
 from dp_core.engine.semidiscrete import smoothed_energy_terms
@@ -40,11 +46,6 @@ from dp_core.generators import fit_generator
 from dp_core.generators.smoothed import fit_smoothed
 from dp_core.generators.source import fit_sample
 from dp_core.generators.standardize import standardize
-
-
-def load() -> str:
-    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout
-    return out.strip().split("load average:")[-1].strip()
 
 
 def numpy_terms(x: np.ndarray, y: np.ndarray, phi: np.ndarray, eps: float, block: int = 512):
@@ -80,7 +81,7 @@ def section_fit(n: int, d: int, b_log2: int, fit_steps: int) -> float:
     phi = h + 0.5 * (y * y).sum(1)
     eps = 0.01
     pairs = x.shape[0] * n
-    print(f"### Fit evaluation, n = {n}, d = {d}, B = 2^{b_log2} (load {load()})\n")
+    print(f"### Fit evaluation, n = {n}, d = {d}, B = 2^{b_log2} (load {load_average()})\n")
     t_eng = time_call(lambda: smoothed_energy_terms(x, y, h, eps), repeats=3)
     t_np = time_call(lambda: numpy_terms(x, y, phi, eps), repeats=1, warmup=0)
     r1, m1 = smoothed_energy_terms(x, y, h, eps)
@@ -117,7 +118,7 @@ def section_fit(n: int, d: int, b_log2: int, fit_steps: int) -> float:
         f"Engine fit, ε = {eps} with continuation, capped at {fit_steps} evaluations: "
         f"{sec:.1f} s, {sec / res.steps:.2f} s per evaluation (L-BFGS overhead included), "
         f"levels (ε, evaluations, max rel. mass error) {list(res.levels)} "
-        f"(NumPy at the same iterations: ≈ {t_np.best * res.steps:.0f} s). Load {load()}.\n"
+        f"(NumPy at the same iterations: ≈ {t_np.best * res.steps:.0f} s). Load {load_average()}.\n"
     )
     return t_np.best
 
@@ -125,7 +126,7 @@ def section_fit(n: int, d: int, b_log2: int, fit_steps: int) -> float:
 def section_fit_converged(n: int, d: int, b_log2: int, numpy_eval: float | None) -> None:
     """A whole ``fit_generator`` at the benchmark size, to the service's default tolerance."""
     pts = data(n, d)
-    print(f"### Converged fit, n = {n}, d = {d}, B = 2^{b_log2} (load {load()})\n")
+    print(f"### Converged fit, n = {n}, d = {d}, B = 2^{b_log2} (load {load_average()})\n")
     rows = []
     for eps in (0.05, 0.01):
         start = time.perf_counter()
@@ -158,7 +159,7 @@ def section_fit_converged(n: int, d: int, b_log2: int, numpy_eval: float | None)
             rows,
         )
     )
-    print(f"\nLoad after: {load()}.\n")
+    print(f"\nLoad after: {load_average()}.\n")
 
 
 def section_pot(n: int, d: int, b_log2: int) -> None:
@@ -174,7 +175,7 @@ def section_pot(n: int, d: int, b_log2: int) -> None:
     cost = 0.5 * np.maximum(xy, 0.0)
     print(
         f"### POT semi-dual SAG vs our fit, n = {n}, d = {d}, B = 2^{b_log2}, ε = {eps} "
-        f"(load {load()})\n"
+        f"(load {load_average()})\n"
     )
     rows = []
     pot: list[tuple[int, float, float]] = []  # (iterations, seconds, error)
@@ -208,7 +209,7 @@ def section_pot(n: int, d: int, b_log2: int) -> None:
             ]
         )
     print(markdown_table(["solver", "s", "max rel. mass error (fit sample)"], rows))
-    print(f"\nLoad after: {load()}.\n")
+    print(f"\nLoad after: {load_average()}.\n")
 
 
 BASELINES_CEILING = 1.19e9
@@ -218,7 +219,7 @@ BASELINES_CEILING = 1.19e9
 def section_generate(n: int, d: int, count: int, rounds: int) -> None:
     pts = data(n, d, 3)
     a, b, w, out = _ceiling_inputs()
-    print(f"### Generation, {count} samples from n = {n}, d = {d} (load {load()})\n")
+    print(f"### Generation, {count} samples from n = {n}, d = {d} (load {load_average()})\n")
     print(
         f"{rounds} interleaved rounds: the ceiling probe (best of 3 calls) then one "
         "`Generator.sample` call per ε; ratios are per round (paired), best and median over "
@@ -274,7 +275,7 @@ def section_generate(n: int, d: int, count: int, rounds: int) -> None:
             rows,
         )
     )
-    print(f"\nLoad after: {load()}.\n")
+    print(f"\nLoad after: {load_average()}.\n")
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ Run: ``.venv/bin/python bench/bench_utilities.py [--n N]``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,14 @@ from scipy.special import expit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import command_line, fmt_rate, machine_description, markdown_table, time_call
+from _common import (
+    command_line,
+    fmt_rate,
+    load_average,
+    machine_description,
+    markdown_table,
+    time_call,
+)
 
 from dp_core.privacy.mechanism import ExponentialMechanism
 from dp_core.privacy.utilities import (
@@ -44,11 +50,6 @@ NUMPY_PARTICLES = 100
 """NumPy's cost is linear in the particles: it is timed on the first 100 and scaled."""
 CHUNK_PAIRS = 2_000_000
 Loss = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def load() -> str:
-    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout
-    return out.strip().split("load average:")[-1].strip()
 
 
 def _chunked(points: np.ndarray, fn: Loss, records: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +140,7 @@ def section_losses(n: int) -> None:
     ]
     print(
         f"### One loss + gradient evaluation, N = {PARTICLES} particles, n = {n} records "
-        f"(load {load()})\n"
+        f"(load {load_average()})\n"
     )
     rows = []
     for name, utility, records, reference in cases:
@@ -181,7 +182,7 @@ def section_losses(n: int) -> None:
             rows,
         )
     )
-    print(f"\nLoad after: {load()}.\n")
+    print(f"\nLoad after: {load_average()}.\n")
 
 
 def section_releases(n: int) -> None:
@@ -207,7 +208,10 @@ def section_releases(n: int) -> None:
         ),
         ("k-means, k = 3, d = 2", KMeans((0.0, 0.0), (1.0, 1.0), 3, 0.5), x2, False),
     ]
-    print(f"### Whole releases at n = {n}, ε = 1, one sample, default sampler (load {load()})\n")
+    print(
+        f"### Whole releases at n = {n}, ε = 1, one sample, default sampler "
+        f"(load {load_average()})\n"
+    )
     rows = []
     for name, utility, records, run in cases:
         em = ExponentialMechanism(utility, 1.0)
@@ -222,7 +226,7 @@ def section_releases(n: int) -> None:
             took = "not run (steps × the per-step time above)"
         rows.append([name, schedule.n_steps, schedule.particles, took])
     print(markdown_table(["utility", "SHK steps", "particles", "release s"], rows))
-    print(f"\nLoad after: {load()}.\n")
+    print(f"\nLoad after: {load_average()}.\n")
 
 
 def main() -> None:
