@@ -1,10 +1,12 @@
 """The numerical engine: the only Numba code in privflow (ARCHITECTURE "Engine rules").
 
 Flat functions over float64 C-contiguous ``(N, d)`` arrays, parallel (``prange``), ``nogil``,
-``cache=True``, no ``fastmath``; memory O((N + M) d) at any size.
+``cache=True``, no ``fastmath`` (except ``reassoc``/``contract`` in ``affine``, whose callers feed
+no certificate, acceptance or rate); memory O((N + M) d) at any size.
 
-- ``fastexp``      vectorisable, accurate exp and an explicit FMA (the pairwise cost is the exp)
+- ``fastexp``      vectorisable, accurate exp and log1p on [0, 1], and an explicit FMA
 - ``kernels``      fused pairwise kernel sums, gradient sums, log-sum-exp, soft-max barycentre
+- ``affine``       register-blocked log-sum-exp / soft-max barycentre of affine scores (generators)
 - ``semidiscrete`` top-2 of the semi-discrete scores; smoothed OT energy terms (generators)
 - ``kde``          Gaussian KDE log-density (and score) at particles and at arbitrary points
 - ``birth_death``  birth–death rates and the jump sweep of BDLS

@@ -1,4 +1,5 @@
-"""A vectorisable, accurate ``exp`` for the pairwise kernels.
+"""A vectorisable, accurate ``exp`` for the pairwise kernels (and ``log1p`` on [0, 1] for the
+logistic loss's softplus: :func:`log1p_unit`).
 
 glibc's ``exp`` is a library call the compiler cannot vectorise, and it caps a fused pairwise
 loop at about 1/6 of the machine's exp+FMA ceiling (research/baselines.md). :func:`exp`
