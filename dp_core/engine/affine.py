@@ -36,7 +36,7 @@ from numba import njit, prange
 
 from dp_core.engine.fastexp import exp, fma
 
-__all__ = ["affine_logsumexp"]
+__all__ = ["affine_logsumexp", "affine_top2"]
 
 _TILE = 256
 _ROWS = 4
@@ -235,19 +235,84 @@ def affine_logsumexp(
     offsets are all ``-inf``).
     """
     n, d = x.shape
-    m = y.shape[0]
-    inv_eps = 1.0 / float(eps)
-    np_rows = -(-n // _ROWS) * _ROWS
-    dp = -(-d // 4) * 4
-    mp = -(-m // _TILE) * _TILE
-    xs = np.zeros((np_rows, dp))
-    xs[:n, :d] = x * inv_eps
-    yT = np.zeros((dp, mp))
-    yT[:d, :m] = y.T
-    fs = np.full(mp, _NEG_INF)
-    fs[:m] = f * inv_eps
-    lse = np.empty(np_rows)
+    xs, yT, fs = _padded(x, y, f, 1.0 / float(eps))
+    lse = np.empty(xs.shape[0])
     d_bary = d if barycentre else 0
-    bary = np.empty((np_rows, d_bary))
+    bary = np.empty((xs.shape[0], d_bary))
     _affine_kernel(xs, yT, fs, d_bary, lse, bary)
     return lse[:n], (bary[:n] if barycentre else None)
+
+
+def _padded(
+    x: np.ndarray, y: np.ndarray, f: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scale·x, yᵀ, scale·f)`` padded for the kernels: rows to a multiple of 4 (zeros),
+    coordinates to a multiple of 4 (zeros), columns to a multiple of TILE (offsets ``-inf``)."""
+    n, d = x.shape
+    m = y.shape[0]
+    xs = np.zeros((-(-n // _ROWS) * _ROWS, -(-d // 4) * 4))
+    xs[:n, :d] = x * scale
+    yT = np.zeros((xs.shape[1], -(-m // _TILE) * _TILE))
+    yT[:d, :m] = y.T
+    fs = np.full(yT.shape[1], _NEG_INF)
+    fs[:m] = f * scale
+    return xs, yT, fs
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _top2_kernel(xs, yT, f, m, idx_out, val_out):
+    n_blocks = xs.shape[0] // _ROWS
+    mp = yT.shape[1]
+    for b in prange(n_blocks):
+        i = b * _ROWS
+        s = np.empty((_ROWS, _TILE))
+        v1 = np.full(_ROWS, _NEG_INF)
+        v2 = np.full(_ROWS, _NEG_INF)
+        i1 = np.full(_ROWS, -1)
+        i2 = np.full(_ROWS, -1)
+        for j0 in range(0, mp, _TILE):
+            _scores(xs, i, yT, j0, f, s)
+            for r in range(_ROWS):
+                sr = s[r]
+                if i2[r] >= 0 and _tile_max(sr) <= v2[r]:
+                    continue  # nothing here beats the second best (ties keep the lower index)
+                for t in range(min(_TILE, m - j0)):
+                    st = sr[t]
+                    if st > v1[r]:
+                        v2[r] = v1[r]
+                        i2[r] = i1[r]
+                        v1[r] = st
+                        i1[r] = j0 + t
+                    elif st > v2[r] or i2[r] < 0:
+                        v2[r] = st
+                        i2[r] = j0 + t
+        for r in range(_ROWS):
+            idx_out[i + r, 0] = i1[r]
+            val_out[i + r, 0] = v1[r]
+            idx_out[i + r, 1] = i2[r] if i2[r] >= 0 else i1[r]
+            val_out[i + r, 1] = v2[r] if i2[r] >= 0 else v1[r]
+
+
+def affine_top2(x: np.ndarray, y: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two largest affine scores ``a_ij = f_j + ⟨x_i, y_j⟩`` per row, and their columns.
+
+    The max / top-2 variant of P3 (aeot.md §4 "Fit (hard)"), on the same register-blocked scores
+    as :func:`affine_logsumexp` (no fast-math: the comparisons are exact on the computed scores).
+    A tile whose maximum does not beat the row's current second best is not scanned; ties go to
+    the lower column index.
+
+    Parameters
+    ----------
+    x : (N, d) float64 points; y : (M, d) float64, M >= 1; f : (M,) float64 offsets.
+
+    Returns
+    -------
+    (idx (N, 2) int64, val (N, 2) float64): best and second-best column and score per row (with
+    M = 1 both columns repeat the single one). ``argmax_j a_j(x_i) = idx[i, 0]`` (A 3),
+    ``max_j a_j(x_i) = val[i, 0]`` (A 2) and the gap of (A 17) is ``val[i, 0] − val[i, 1]``.
+    """
+    xs, yT, fs = _padded(x, y, f, 1.0)
+    idx = np.empty((xs.shape[0], 2), dtype=np.int64)
+    val = np.empty((xs.shape[0], 2))
+    _top2_kernel(xs, yT, fs, y.shape[0], idx, val)
+    return idx[: x.shape[0]], val[: x.shape[0]]

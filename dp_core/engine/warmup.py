@@ -52,7 +52,7 @@ def _warm_kernels() -> None:
 def _warm_generators() -> None:
     x = _tiny_points()
     phi = np.zeros(3)
-    semidiscrete.top2_cost(x, x, phi)
+    affine.affine_top2(x, x, phi)
     semidiscrete.smoothed_energy_terms(x, x, phi, 0.25)
     affine.affine_logsumexp(x, x, phi, 0.25, barycentre=True)
 
@@ -127,7 +127,7 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
     ),
     "generators": (
         _warm_generators,
-        (semidiscrete._top2_kernel, affine._affine_kernel),
+        (affine._top2_kernel, affine._affine_kernel),
     ),
     "particles": (
         _warm_particles,

@@ -1,8 +1,8 @@
 """The hard semi-discrete model (AE-OT, aeot.md §2): masses, Adam fit, T_0 and the top-2 map.
 
 Power cells (A 3) ``W_j = {x : a_j(x) ≥ a_k(x) ∀k}`` with ``a_j(x) = ⟨x, y_j⟩ + h_j``; the engine's
-top-2 reduction (:func:`dp_core.engine.semidiscrete.top2_cost`, cost form ``φ = h + ½|y|²``)
-gives the best and second-best cell of each source point. Hard masses on a fixed sample (A 7) are
+top-2 reduction (:func:`dp_core.engine.affine.affine_top2` on the scores ``a_j(x)``) gives the
+best and second-best cell of each source point. Hard masses on a fixed sample (A 7) are
 the histogram of the argmax; the energy (A 4) is ``B⁻¹ Σ_b max_j a_j(x_b) − Σ ν_j h_j`` with
 gradient ``m − ν`` (A 5).
 
@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dp_core.engine.semidiscrete import top2_cost
+from dp_core.engine.affine import affine_top2
 from dp_core.types import FloatArray
 
 __all__ = [
@@ -40,20 +40,16 @@ ADAM_LR = 1e-4
 §5.1 uses 1e-4 on standardized codes)."""
 
 
-def _phi(y: FloatArray, h: FloatArray) -> FloatArray:
-    return h + 0.5 * np.einsum("ij,ij->i", y, y)
-
-
 def hard_potential(x: FloatArray, y: FloatArray, h: FloatArray) -> FloatArray:
     """``u_h(x) = max_j(⟨x, y_j⟩ + h_j)`` (A 2)."""
-    _, val = top2_cost(x, y, _phi(y, h))
-    return 0.5 * np.einsum("ij,ij->i", x, x) + val[:, 0]
+    _, val = affine_top2(x, y, h)
+    return val[:, 0]
 
 
 def hard_masses(x: FloatArray, y: FloatArray, h: FloatArray) -> tuple[float, FloatArray]:
     """(``B⁻¹ Σ_b u_h(x_b)`` , hard cell masses (A 7)) on the sample x."""
-    idx, val = top2_cost(x, y, _phi(y, h))
-    mean_u = float(np.mean(0.5 * np.einsum("ij,ij->i", x, x) + val[:, 0]))
+    idx, val = affine_top2(x, y, h)
+    mean_u = float(np.mean(val[:, 0]))
     return mean_u, np.bincount(idx[:, 0], minlength=y.shape[0]) / x.shape[0]
 
 
@@ -96,13 +92,13 @@ def fit_hard(
 
 def hard_cells(x: FloatArray, y: FloatArray, h: FloatArray) -> np.ndarray:
     """``j*(x) = argmax_j a_j(x)`` (A 3), int64 (N,)."""
-    idx, _ = top2_cost(x, y, _phi(y, h))
+    idx, _ = affine_top2(x, y, h)
     return idx[:, 0]
 
 
 def hard_map(x: FloatArray, y: FloatArray, h: FloatArray) -> FloatArray:
     """``T_0(x) = y_{argmax_j a_j(x)}`` (A 3)."""
-    idx, _ = top2_cost(x, y, _phi(y, h))
+    idx, _ = affine_top2(x, y, h)
     return y[idx[:, 0]]
 
 
@@ -110,7 +106,7 @@ def top2_pairs(
     x: FloatArray, y: FloatArray, h: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(i₁ (N,), i₂ (N,), θ (N,)): the two best cells and the angle of their normals (A 11′)."""
-    idx, _ = top2_cost(x, y, _phi(y, h))
+    idx, _ = affine_top2(x, y, h)
     norm = np.sqrt(1.0 + np.einsum("ij,ij->i", y, y))
     i1, i2 = idx[:, 0], idx[:, 1]
     cos = (np.einsum("ij,ij->i", y[i1], y[i2]) + 1.0) / (norm[i1] * norm[i2])

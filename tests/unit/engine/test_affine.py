@@ -1,5 +1,6 @@
-"""The register-blocked affine P3 / P4 (dp_core.engine.affine) against a dense NumPy reference,
-plus its exactness claims: skipped tiles, lazy stabiliser and row blocks change no bit."""
+"""The register-blocked affine P3 / P4 and top-2 (dp_core.engine.affine) against dense NumPy
+references, plus the exactness claims: skipped tiles, lazy stabiliser and row blocks change no
+bit; top-2 ties go to the lower column."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from dp_core.engine.affine import affine_logsumexp
+from dp_core.engine.affine import affine_logsumexp, affine_top2
 
 _ULP = 2.0**-52
 
@@ -137,3 +138,43 @@ def test_barycentre_is_the_gradient_of_eps_times_the_lse():
         up = eps * affine_logsumexp(x + e, y, f, eps)[0]
         down = eps * affine_logsumexp(x - e, y, f, eps)[0]
         np.testing.assert_allclose((up - down) / (2 * step), bary[:, k], atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 5, 9])
+@pytest.mark.parametrize("m", [1, 2, 255, 257, 700])
+@pytest.mark.parametrize("d", [1, 3, 8])
+def test_top2_matches_the_dense_scores(n, m, d):
+    """Best and second-best value equal the dense sorted scores to rounding, their columns carry
+    those scores, and the two columns differ (m > 1)."""
+    rng = np.random.default_rng(100 * n + 10 * d + m)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(m, d))
+    f = rng.normal(size=m)
+    idx, val = affine_top2(x, y, f)
+    scores = f[None, :] + x @ y.T
+    tol = 64 * _ULP * (1.0 + np.abs(scores).max(axis=1))
+    top = -np.sort(-scores, axis=1)
+    second = top[:, 1] if m > 1 else top[:, 0]
+    rows = np.arange(n)
+    assert np.all(np.abs(val[:, 0] - top[:, 0]) <= tol)
+    assert np.all(np.abs(val[:, 1] - second) <= tol)
+    assert np.all(np.abs(scores[rows, idx[:, 0]] - top[:, 0]) <= 2 * tol)
+    assert np.all(np.abs(scores[rows, idx[:, 1]] - second) <= 2 * tol)
+    assert m == 1 or np.all(idx[:, 0] != idx[:, 1])
+
+
+@pytest.mark.parametrize("m", [3, 300, 700])
+def test_top2_ties_go_to_the_lower_column(m):
+    """Three identical columns (same point, same offset: bit-identical scores) that beat all
+    others, placed in different tiles: best = the lowest, second = the next."""
+    rng = np.random.default_rng(m)
+    x = rng.normal(size=(11, 4))
+    y = rng.normal(size=(m, 4))
+    f = rng.normal(size=m)
+    cols = [m - 1, m // 2, 1] if m > 3 else [2, 1, 0]
+    for c in cols:
+        y[c], f[c] = 0.5, 1e6
+    idx, val = affine_top2(x, y, f)
+    low = sorted(cols)
+    assert np.all(idx[:, 0] == low[0]) and np.all(idx[:, 1] == low[1])
+    assert np.array_equal(val[:, 0], val[:, 1])
