@@ -35,10 +35,10 @@ import numpy as np
 from numba import njit, prange
 
 from dp_core.engine.fastexp import exp, fma
+from dp_core.engine.kernels import TILE, _tile_max
 
 __all__ = ["affine_logsumexp", "affine_top2"]
 
-_TILE = 256
 _ROWS = 4
 _NEG_INF = -np.inf
 _REDUCE = {"reassoc", "contract"}
@@ -56,22 +56,22 @@ def _scores(xs, i, yT, j0, f, s):
     s1 = s[1]
     s2 = s[2]
     s3 = s[3]
-    ft = f[j0 : j0 + _TILE]
-    for t in range(_TILE):
+    ft = f[j0 : j0 + TILE]
+    for t in range(TILE):
         s0[t] = ft[t]
         s1[t] = ft[t]
         s2[t] = ft[t]
         s3[t] = ft[t]
     for g in range(0, yT.shape[0], 4):
-        y0 = yT[g, j0 : j0 + _TILE]
-        y1 = yT[g + 1, j0 : j0 + _TILE]
-        y2 = yT[g + 2, j0 : j0 + _TILE]
-        y3 = yT[g + 3, j0 : j0 + _TILE]
+        y0 = yT[g, j0 : j0 + TILE]
+        y1 = yT[g + 1, j0 : j0 + TILE]
+        y2 = yT[g + 2, j0 : j0 + TILE]
+        y3 = yT[g + 3, j0 : j0 + TILE]
         a00, a01, a02, a03 = xs[i, g], xs[i, g + 1], xs[i, g + 2], xs[i, g + 3]
         a10, a11, a12, a13 = xs[i + 1, g], xs[i + 1, g + 1], xs[i + 1, g + 2], xs[i + 1, g + 3]
         a20, a21, a22, a23 = xs[i + 2, g], xs[i + 2, g + 1], xs[i + 2, g + 2], xs[i + 2, g + 3]
         a30, a31, a32, a33 = xs[i + 3, g], xs[i + 3, g + 1], xs[i + 3, g + 2], xs[i + 3, g + 3]
-        for t in range(_TILE):
+        for t in range(TILE):
             v0 = y0[t]
             v1 = y1[t]
             v2 = y2[t]
@@ -82,42 +82,11 @@ def _scores(xs, i, yT, j0, f, s):
             s3[t] = fma(a33, v3, fma(a32, v2, fma(a31, v1, fma(a30, v0, s3[t]))))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _tile_max(v):
-    """max of ``v[:TILE]`` with eight independent running maxima (the compiler packs them into
-    one vector: a single running maximum is a serial chain of compare-selects)."""
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = _NEG_INF
-    for t in range(0, _TILE, 8):
-        x = v[t]
-        m0 = x if x > m0 else m0
-        x = v[t + 1]
-        m1 = x if x > m1 else m1
-        x = v[t + 2]
-        m2 = x if x > m2 else m2
-        x = v[t + 3]
-        m3 = x if x > m3 else m3
-        x = v[t + 4]
-        m4 = x if x > m4 else m4
-        x = v[t + 5]
-        m5 = x if x > m5 else m5
-        x = v[t + 6]
-        m6 = x if x > m6 else m6
-        x = v[t + 7]
-        m7 = x if x > m7 else m7
-    m0 = m0 if m0 > m4 else m4
-    m1 = m1 if m1 > m5 else m5
-    m2 = m2 if m2 > m6 else m6
-    m3 = m3 if m3 > m7 else m7
-    m0 = m0 if m0 > m2 else m2
-    m1 = m1 if m1 > m3 else m3
-    return m0 if m0 > m1 else m1
-
-
 @njit(cache=True, nogil=True, inline="always", fastmath=_REDUCE)
 def _exp_sum(sr, er, m):
     """``er[t] = exp(sr[t] − m)``; returns their sum."""
     acc = 0.0
-    for t in range(_TILE):
+    for t in range(TILE):
         e = exp(sr[t] - m)
         er[t] = e
         acc += e
@@ -162,11 +131,11 @@ def _bary_tile(s, yT, j0, d, bary):
     e2 = s[2]
     e3 = s[3]
     for k in range(0, d, 2):
-        ya = yT[k, j0 : j0 + _TILE]
-        yb = yT[k + 1, j0 : j0 + _TILE]
+        ya = yT[k, j0 : j0 + TILE]
+        yb = yT[k + 1, j0 : j0 + TILE]
         a0 = a1 = a2 = a3 = 0.0
         b0 = b1 = b2 = b3 = 0.0
-        for t in range(_TILE):
+        for t in range(TILE):
             va = ya[t]
             vb = yb[t]
             f0 = e0[t]
@@ -197,12 +166,12 @@ def _affine_kernel(xs, yT, f, d_bary, lse_out, bary_out):
     mp = yT.shape[1]
     for b in prange(n_blocks):
         i = b * _ROWS
-        s = np.empty((_ROWS, _TILE))
-        e = np.empty((_ROWS, _TILE))
+        s = np.empty((_ROWS, TILE))
+        e = np.empty((_ROWS, TILE))
         stab = np.full(_ROWS, _NEG_INF)
         total = np.zeros(_ROWS)
         bary = np.zeros((_ROWS, d_bary + 1))
-        for j0 in range(0, mp, _TILE):
+        for j0 in range(0, mp, TILE):
             _scores(xs, i, yT, j0, f, s)
             live = 0
             for r in range(_ROWS):
@@ -252,7 +221,7 @@ def _padded(
     m = y.shape[0]
     xs = np.zeros((-(-n // _ROWS) * _ROWS, -(-d // 4) * 4))
     xs[:n, :d] = x * scale
-    yT = np.zeros((xs.shape[1], -(-m // _TILE) * _TILE))
+    yT = np.zeros((xs.shape[1], -(-m // TILE) * TILE))
     yT[:d, :m] = y.T
     fs = np.full(yT.shape[1], _NEG_INF)
     fs[:m] = f * scale
@@ -265,18 +234,18 @@ def _top2_kernel(xs, yT, f, m, idx_out, val_out):
     mp = yT.shape[1]
     for b in prange(n_blocks):
         i = b * _ROWS
-        s = np.empty((_ROWS, _TILE))
+        s = np.empty((_ROWS, TILE))
         v1 = np.full(_ROWS, _NEG_INF)
         v2 = np.full(_ROWS, _NEG_INF)
         i1 = np.full(_ROWS, -1)
         i2 = np.full(_ROWS, -1)
-        for j0 in range(0, mp, _TILE):
+        for j0 in range(0, mp, TILE):
             _scores(xs, i, yT, j0, f, s)
             for r in range(_ROWS):
                 sr = s[r]
                 if i2[r] >= 0 and _tile_max(sr) <= v2[r]:
                     continue  # nothing here beats the second best (ties keep the lower index)
-                for t in range(min(_TILE, m - j0)):
+                for t in range(min(TILE, m - j0)):
                     st = sr[t]
                     if st > v1[r]:
                         v2[r] = v1[r]
