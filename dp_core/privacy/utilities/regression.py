@@ -116,12 +116,11 @@ class LinearRegression(_BallOverFeatures):
 
 @dataclass(frozen=True)
 class LogisticRegressionData:
-    """Clipped features (n, d) and transposed (d, n) for the fused pass, labels in {-1, +1}
+    """Clipped features transposed, (d, n), for the fused pass, and labels in {-1, +1}
     (private)."""
 
-    features: FloatArray
-    labels: FloatArray
     features_t: FloatArray
+    labels: FloatArray
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ class LogisticRegression(_BallOverFeatures):
     def clip_records(self, records: Any) -> FloatArray:
         """Clipped features with the label mapped to ±1 in the last column, (n, d + 1)."""
         data = self.prepare(records)
-        return np.column_stack([data.features, data.labels])
+        return np.column_stack([data.features_t.T, data.labels])
 
     def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
         """ℓ(θ; x, y) = log(1 + e^{-y θ·x}) for every grid point and record, (g, n)."""
@@ -167,7 +166,7 @@ class LogisticRegression(_BallOverFeatures):
             raise InvalidParameter("records", "labels must be 0 or 1")
         features = clip_columns(arr[:, :-1], self._lo, self._hi, "records")
         return LogisticRegressionData(
-            features, np.ascontiguousarray(2.0 * labels - 1.0), np.ascontiguousarray(features.T)
+            np.ascontiguousarray(features.T), np.ascontiguousarray(2.0 * labels - 1.0)
         )
 
     def loss(
