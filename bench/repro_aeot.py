@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import chi2
@@ -102,6 +103,21 @@ def kde(train: np.ndarray, n: int, factor: float, rng: np.random.Generator) -> n
     return train[rng.integers(0, len(train), n)] + bw * rng.standard_normal((n, train.shape[1]))
 
 
+def _metric_cells(
+    target: str, name: str, m: dict[str, Any], n_modes: int, note: dict[str, str]
+) -> list[str]:
+    """The table cells shared by generator and KDE rows."""
+    return [
+        target,
+        name,
+        f"{m['modes']}/{n_modes}",
+        f"{m['tv']:.3f}",
+        f"{m['far']:.4f}",
+        f"{m['memo']:.3f}",
+        note.get(name, ""),
+    ]
+
+
 def run_target(t: Target, data_rng: np.random.Generator, eps_list, rows, checks, note):
     train, _ = t.sample(512, data_rng)
     truth, _ = t.sample(10_000, np.random.default_rng(4))
@@ -125,13 +141,7 @@ def run_target(t: Target, data_rng: np.random.Generator, eps_list, rows, checks,
         r = g.report
         rows.append(
             [
-                t.name,
-                name,
-                f"{m['modes']}/{len(t.weights)}",
-                f"{m['tv']:.3f}",
-                f"{m['far']:.4f}",
-                f"{m['memo']:.3f}",
-                note.get(name, ""),
+                *_metric_cells(t.name, name, m, len(t.weights), note),
                 str(r.steps),
                 f"{r.max_rel_mass_error:.1e}",
                 f"{r.seconds:.1f}",
@@ -142,21 +152,7 @@ def run_target(t: Target, data_rng: np.random.Generator, eps_list, rows, checks,
         s = kde(train, 10_000, factor, np.random.default_rng(6))
         m = metrics(t, train, truth, s)
         out[name] = m
-        rows.append(
-            [
-                t.name,
-                name,
-                f"{m['modes']}/{len(t.weights)}",
-                f"{m['tv']:.3f}",
-                f"{m['far']:.4f}",
-                f"{m['memo']:.3f}",
-                note.get(name, ""),
-                "",
-                "",
-                "",
-                "",
-            ]
-        )
+        rows.append([*_metric_cells(t.name, name, m, len(t.weights), note), "", "", "", ""])
     for name, g in gens.items():
         if name.startswith("smoothed"):
             r = g.report
