@@ -6,8 +6,12 @@ otherwise it is accepted with probability
 
     min(1, exp(-(V(y) - V(x)) - (|x - y + h∇V(y)|² - |y - x + h∇V(x)|²) / (4h))).
 
-This is a Metropolis–Hastings kernel for π·1_Θ, hence π-invariant: the transport kernel K of
-the splitting in certificates note §3.2 ("Discrete-time form"). The move is split in two so that
+This is a Metropolis–Hastings kernel for π·1_Θ, hence π-reversible and π-invariant: the transport
+kernel K of the splitting in certificates note §3.2 ("Discrete-time form"). The step h is given
+per particle (``steps``, (N,)): a constant array gives the plain MALA move, and
+:func:`log_uniform_steps` draws each particle's h from a public log-uniform law before the move —
+a mixture of π-reversible kernels with state-independent weights, so still π-reversible (the
+multiscale move of the SHK sampler's relaxation phase). The move is split in two so that
 the potential can be any batch function (compiled utilities, test targets): ``mala_propose``
 draws the proposals, the caller evaluates V and ∇V there, and ``mala_accept`` decides. Each
 particle draws from its own stream (``rng``), so results do not depend on threads.
@@ -24,7 +28,14 @@ from numba import njit, prange
 
 from dp_core.engine.rng import next_normal, next_uniform
 
-__all__ = ["BALL", "BOX", "mala_accept", "mala_propose", "uniform_in_domain"]
+__all__ = [
+    "BALL",
+    "BOX",
+    "log_uniform_steps",
+    "mala_accept",
+    "mala_propose",
+    "uniform_in_domain",
+]
 
 BOX = 0
 BALL = 1
@@ -45,12 +56,22 @@ def _inside(y, i, kind, a, b):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def mala_propose(x, grad, step, rng, kind, a, b, proposal, inside):
-    """Write proposals into ``proposal`` (N, d); ``inside[i]`` is 0 where the proposal left Θ,
-    and there ``proposal[i] = x[i]`` so the potential is only ever evaluated inside Θ."""
+def log_uniform_steps(rng, low, high, out):
+    """``out[i] = low·(high/low)^U_i`` with U_i uniform from stream i: one draw per particle."""
+    log_ratio = math.log(high / low)
+    for i in prange(out.shape[0]):
+        out[i] = low * math.exp(log_ratio * next_uniform(rng, i))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def mala_propose(x, grad, steps, rng, kind, a, b, proposal, inside):
+    """Write proposals into ``proposal`` (N, d) with particle i's step ``steps[i]``; ``inside[i]``
+    is 0 where the proposal left Θ, and there ``proposal[i] = x[i]`` so the potential is only
+    ever evaluated inside Θ."""
     n, d = x.shape
-    noise = math.sqrt(2.0 * step)
     for i in prange(n):
+        step = steps[i]
+        noise = math.sqrt(2.0 * step)
         for k in range(d):
             proposal[i, k] = x[i, k] - step * grad[i, k] + noise * next_normal(rng, i)
         if _inside(proposal, i, kind, a, b):
@@ -62,19 +83,20 @@ def mala_propose(x, grad, step, rng, kind, a, b, proposal, inside):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def mala_accept(x, v, grad, proposal, v_prop, grad_prop, inside, step, rng, accepted):
+def mala_accept(x, v, grad, proposal, v_prop, grad_prop, inside, steps, rng, accepted):
     """Metropolis decision; accepted particles take the proposal and its V, ∇V (in place).
 
-    Every particle draws one uniform whether or not its proposal was inside, so streams stay
-    aligned across runs. ``accepted[i]`` is set to 1 or 0.
+    ``steps`` are the proposals' steps. Every particle draws one uniform whether or not its
+    proposal was inside, so streams stay aligned across runs. ``accepted[i]`` is set to 1 or 0.
     """
     n, d = x.shape
-    inv4h = 1.0 / (4.0 * step)
     for i in prange(n):
         u = 1.0 - next_uniform(rng, i)
         accepted[i] = 0
         if inside[i] == 0:
             continue
+        step = steps[i]
+        inv4h = 1.0 / (4.0 * step)
         fwd = 0.0  # |y - x + h∇V(x)|²: -log q(y | x) up to constants
         bwd = 0.0  # |x - y + h∇V(y)|²
         for k in range(d):

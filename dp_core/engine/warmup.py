@@ -69,8 +69,10 @@ def _warm_particles() -> None:
     inside = np.empty(3, dtype=np.uint8)
     accepted = np.empty(3, dtype=np.uint8)
     v = np.zeros(3)
-    langevin.mala_propose(x, g, 0.01, streams, langevin.BOX, lo, hi, prop, inside)
-    langevin.mala_accept(x, v, g, prop, v, g, inside, 0.01, streams, accepted)
+    steps = np.empty(3)
+    langevin.log_uniform_steps(streams, 0.001, 0.01, steps)
+    langevin.mala_propose(x, g, steps, streams, langevin.BOX, lo, hi, prop, inside)
+    langevin.mala_accept(x, v, g, prop, v, g, inside, steps, streams, accepted)
     beta = np.empty(3)
     birth_death.birth_death_rates(v, v, beta)
     birth_death.birth_death_sweep(x, v, g, beta, 0.01, streams[:1].copy(), np.empty(3, np.int64))
@@ -136,6 +138,7 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
             rng.fill_normals,
             rng.fill_uniforms,
             langevin.uniform_in_domain,
+            langevin.log_uniform_steps,
             langevin.mala_propose,
             langevin.mala_accept,
             birth_death.birth_death_rates,

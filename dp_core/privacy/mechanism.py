@@ -5,9 +5,10 @@
 
 ``epsilon`` and ``delta`` are the total cost of the whole release: with m samples each sample is
 one release of the mechanism at ε/m (note §4). Everything that shapes the run — λ, flow time,
-steps, particles, bandwidth — is fixed by :meth:`ExponentialMechanism.plan` from public
-parameters before any record is read (privacy rules 2 and 4: a service charges the plan's cost,
-then calls :meth:`sample`). Private runs seed from ``secrets``; a seed cannot be passed.
+steps, particles, bandwidth, relaxation moves — is fixed by :meth:`ExponentialMechanism.plan`
+from public parameters before any record is read (privacy rules 2 and 4: a service charges the
+plan's cost, then calls :meth:`sample`). Private runs seed from ``secrets``; a seed cannot be
+passed.
 
 Methods: ``shk`` (certificate scope ``mean_field``) for every continuous family; ``exact``
 (scope ``exact``) for ``mode`` (finite set), ``quantile`` (public grid of 4096 points) and the
@@ -86,6 +87,7 @@ class ExponentialMechanism:
         method: str = "shk",
         particles: int | None = None,
         step_size: float | None = None,
+        relaxation_moves: int | None = None,
         slack: float = DEFAULT_SLACK,
     ) -> None:
         if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
@@ -111,6 +113,7 @@ class ExponentialMechanism:
         self.method = method
         self.particles = particles
         self.step_size = step_size
+        self.relaxation_moves = relaxation_moves
         self.slack = slack
 
     # ------------------------------------------------------------------ public planning
@@ -151,6 +154,7 @@ class ExponentialMechanism:
             slack=self.slack,
             particles=self.particles,
             step_size=self.step_size,
+            relaxation_moves=self.relaxation_moves,
         )
         if n_samples > schedule.particles:
             raise InvalidParameter("n_samples", "cannot exceed the number of particles")
@@ -193,6 +197,7 @@ class ExponentialMechanism:
             flow_time=schedule.flow_time,
             step_size=schedule.step_size if schedule.n_steps else 1.0,
             bandwidth=schedule.bandwidth,
+            relaxation=schedule.relaxation,
             private=True,
             progress=progress,
             cancel=cancel,

@@ -5,8 +5,12 @@ Given the per-sample target ε, the slack η ∈ (0, 1) and the utility's public
     λ = (1 - η) ε / Δ_osc,        t_cert = max(0, log(2 (1 - η) U / (η Δ_osc))),
 
 so that route C (9) gives β_C(t_cert) = λΔ_osc + 2 e^{-t_cert} λU <= ε. The particle count, step
-size, number of steps and KDE bandwidth are public defaults or public overrides. Privacy rule 2
-is visible in the signature: nothing here can see a record.
+size, number of steps and KDE bandwidth are public defaults or public overrides. The relaxation
+phase after the flow (π-invariant multiscale MALA moves,
+:func:`dp_core.flows.shk.relaxation_schedule`) takes its proposal range from scale(Θ) and the
+potential's range bound λU; its number of moves is public too and may be overridden (0 switches
+it off). Privacy rule 2 is visible in the
+signature: nothing here can see a record.
 """
 
 from __future__ import annotations
@@ -17,16 +21,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from dp_core.errors import InvalidParameter
-from dp_core.flows.shk import DEFAULT_STEP_SIZE, default_bandwidth
+from dp_core.flows.shk import (
+    DEFAULT_STEP_SIZE,
+    Relaxation,
+    default_bandwidth,
+    relaxation_schedule,
+)
 from dp_core.privacy.certificates import route_c_beta
 from dp_core.privacy.utilities.base import Sensitivity
 from dp_core.types import Domain
 
-__all__ = ["DEFAULT_PARTICLES", "DEFAULT_SLACK", "MAX_PARTICLES", "SHKSchedule", "shk_schedule"]
+__all__ = [
+    "DEFAULT_PARTICLES",
+    "DEFAULT_SLACK",
+    "MAX_PARTICLES",
+    "MAX_RELAXATION_MOVES",
+    "SHKSchedule",
+    "shk_schedule",
+]
 
 DEFAULT_SLACK = 0.05
 DEFAULT_PARTICLES = 2000
 MAX_PARTICLES = 200_000
+MAX_RELAXATION_MOVES = 10_000
 
 
 @dataclass(frozen=True)
@@ -41,11 +58,18 @@ class SHKSchedule:
     n_steps: int
     particles: int
     bandwidth: float
+    relaxation: Relaxation
 
     @property
     def sampler(self) -> dict[str, Any]:
         """The API's ``sampler`` object."""
-        return {"particles": self.particles, "steps": self.n_steps, "step_size": self.step_size}
+        return {
+            "particles": self.particles,
+            "steps": self.n_steps,
+            "step_size": self.step_size,
+            "relaxation_moves": self.relaxation.moves,
+            "relaxation_step_range": list(self.relaxation.step_range),
+        }
 
 
 def shk_schedule(
@@ -56,6 +80,7 @@ def shk_schedule(
     slack: float = DEFAULT_SLACK,
     particles: int | None = None,
     step_size: float | None = None,
+    relaxation_moves: int | None = None,
 ) -> SHKSchedule:
     """The schedule of (10) for a per-sample ε (see the module docstring)."""
     if not (math.isfinite(epsilon) and epsilon > 0):
@@ -82,6 +107,15 @@ def shk_schedule(
     if not (math.isfinite(bandwidth) and bandwidth * bandwidth >= sys.float_info.min):
         # The kernels divide by h²; a subnormal h² fails inside the run, after the charge.
         raise InvalidParameter("utility", "the parameter domain is too small for the sampler")
+    relaxation = relaxation_schedule(domain, lam * sensitivity.range_bound)
+    if relaxation_moves is not None:
+        if not (
+            isinstance(relaxation_moves, int) and 0 <= relaxation_moves <= MAX_RELAXATION_MOVES
+        ):
+            raise InvalidParameter(
+                "sampler.relaxation_moves", f"must be an integer in [0, {MAX_RELAXATION_MOVES}]"
+            )
+        relaxation = relaxation._replace(moves=relaxation_moves)
     beta = route_c_beta(flow_time, lam, sensitivity)
     if beta > epsilon * (1.0 + 1e-12):  # (10) guarantees this; a failure is a bug, fail closed
         raise AssertionError("schedule violates (10): beta_C(t_cert) > epsilon")
@@ -94,4 +128,5 @@ def shk_schedule(
         n_steps=n_steps,
         particles=n,
         bandwidth=bandwidth,
+        relaxation=relaxation,
     )

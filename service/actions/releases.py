@@ -68,6 +68,7 @@ def _plan(
         method=body.method,
         particles=sampler.particles if sampler else None,
         step_size=sampler.step_size if sampler else None,
+        relaxation_moves=sampler.relaxation_moves if sampler else None,
     )
     return bound, mechanism, mechanism.plan(body.n_samples)
 
@@ -224,7 +225,9 @@ class _ReleaseRun:
         self.ctx.metrics.job_seconds.labels("release").observe(seconds)
         schedule = self.plan.schedule
         if schedule is not None and result.status == 201:
-            self.ctx.metrics.particle_steps.labels("shk").inc(schedule.particles * schedule.n_steps)
+            self.ctx.metrics.particle_steps.labels("shk").inc(
+                schedule.particles * (schedule.n_steps + schedule.relaxation.moves)
+            )
             self.ctx.metrics.sampler_seconds.labels("shk").inc(seconds)
         return result
 

@@ -93,6 +93,7 @@ class SamplerParams(Request):
 
     particles: Annotated[int, Field(ge=2, le=200_000)] | None = None
     step_size: Annotated[float, Field(ge=1e-4, le=1.0)] | None = None
+    relaxation_moves: Annotated[int, Field(ge=0, le=10_000)] | None = None
     seed: Seed
 
     @field_validator("seed")

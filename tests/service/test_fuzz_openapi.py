@@ -16,10 +16,10 @@ Reaching real resources: the ``before_call`` hook below sends about half of the 
 pure function of the case, so runs are reproducible) to the seeded ids and, for releases, to the
 seeded dataset's real column names, so that releases actually run.
 
-Keeping it cheap (the whole file runs in about a minute): a release costs particles x steps x
-samples of kernel work, a flow steps x points², a generator fit samples x steps; the schema
-allows 200,000 particles, step size 1e-4, 10,000 samples, 1,000,000 flow steps and fits on 2^20
-samples (hours on a CI machine: a capacity limit, which the worker queue's 429 governs, not a
+Keeping it cheap (the whole file runs in about a minute): a release costs particles x (steps +
+relaxation moves) x samples of kernel work, a flow steps x points², a generator fit samples x
+steps; the schema allows 200,000 particles, step size 1e-4, 10,000 relaxation moves, 10,000
+samples, 1,000,000 flow steps and fits on 2^20 samples (hours on a CI machine: a capacity limit, which the worker queue's 429 governs, not a
 property of the HTTP surface). The hook lowers only those cost parameters, and only where they
 already lie inside their valid range, so out-of-range values still reach validation untouched
 (``_cap_cost``). The full run (``-m full``) takes the same path with ten times the examples.
@@ -216,6 +216,7 @@ def _cap_cost(path: str, body: dict[str, Any]) -> None:
             body["sampler"] = {"particles": MAX_PARTICLES, "step_size": MIN_STEP_SIZE}
         sampler = body["sampler"]
         _lower(sampler, "particles", MAX_PARTICLES, 2, 200_000)
+        _lower(sampler, "relaxation_moves", MAX_STEPS, 0, 10_000)
         step = sampler.get("step_size") if isinstance(sampler, dict) else None
         if _is_number(step) and 1e-4 <= step <= 1.0:
             sampler["step_size"] = max(float(step), MIN_STEP_SIZE)

@@ -150,6 +150,11 @@ def _check_release(
         assert sampler["particles"] == request.get("sampler", {}).get("particles", 2000)
         assert isinstance(sampler["steps"], int) and sampler["steps"] >= 1
         assert 0 < sampler["step_size"] <= 1
+        moves = request.get("sampler", {}).get("relaxation_moves")
+        assert isinstance(sampler["relaxation_moves"], int) and sampler["relaxation_moves"] >= 0
+        assert moves is None or sampler["relaxation_moves"] == moves
+        low, high = sampler["relaxation_step_range"]
+        assert 0 < low <= high
         assert "seed" not in sampler
     return body
 

@@ -56,9 +56,10 @@ def test_served_calls_after_warm_compile_nothing():
         prop = np.empty_like(x)
         inside = np.empty(17, dtype=np.uint8)
         accepted = np.empty(17, dtype=np.uint8)
-        langevin.mala_propose(x, g, 0.05, streams, kind, a, b, prop, inside)
+        steps = np.full(x.shape[0], 0.05)
+        langevin.mala_propose(x, g, steps, streams, kind, a, b, prop, inside)
         vp, gp = target.value_and_grad(prop)
-        langevin.mala_accept(x, v, g, prop, vp, gp, inside, 0.05, streams, accepted)
+        langevin.mala_accept(x, v, g, prop, vp, gp, inside, steps, streams, accepted)
     assert _signature_counts() == before
 
 
