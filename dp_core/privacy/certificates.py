@@ -47,7 +47,10 @@ MEAN_FIELD_ASSUMPTIONS: tuple[str, ...] = (
     "Every run starts from the same public initial law: uniform on the domain.",
     "In the idealised law the reaction step is exact and the transport kernel leaves the "
     "target invariant (MALA), the discrete-time form of route C (note §3.2).",
-    "Flow time, step size, particle count and bandwidth depend on public parameters only.",
+    "After the flow, the relaxation phase's moves are MALA moves that leave the target "
+    "invariant; they never increase the bound, so it holds at the same flow time.",
+    "Flow time, step size, particle count, bandwidth and relaxation moves depend on public "
+    "parameters only.",
     "Each released sample is counted as one release of the mechanism (note §4).",
     "Released values are snapped to a public grid (post-processing; certifies nothing more).",
 )

@@ -19,10 +19,11 @@ seeded dataset's real column names, so that releases actually run.
 Keeping it cheap (the whole file runs in about a minute): a release costs particles x (steps +
 relaxation moves) x samples of kernel work, a flow steps x points², a generator fit samples x
 steps; the schema allows 200,000 particles, step size 1e-4, 10,000 relaxation moves, 10,000
-samples, 1,000,000 flow steps and fits on 2^20 samples (hours on a CI machine: a capacity limit, which the worker queue's 429 governs, not a
-property of the HTTP surface). The hook lowers only those cost parameters, and only where they
-already lie inside their valid range, so out-of-range values still reach validation untouched
-(``_cap_cost``). The full run (``-m full``) takes the same path with ten times the examples.
+samples, 1,000,000 flow steps and fits on 2^20 samples (hours on a CI machine: a capacity limit,
+which the worker queue's 429 governs, not a property of the HTTP surface). The hook lowers only
+those cost parameters, and only where they already lie inside their valid range, so out-of-range
+values still reach validation untouched (``_cap_cost``). The full run (``-m full``) takes the same
+path with ten times the examples.
 """
 
 from __future__ import annotations

@@ -267,6 +267,7 @@ class SamplerParams(_Request):
 
     particles: int | None = None
     step_size: float | None = None
+    relaxation_moves: int | None = None
 
 
 class SampleRequest(_Request):
@@ -323,6 +324,8 @@ class SamplerInfo(_Response):
     particles: int | None = None
     steps: int | None = None
     step_size: float | None = None
+    relaxation_moves: int | None = None
+    relaxation_step_range: list[float] | None = None
 
 
 class ReleaseBudget(_Response):
