@@ -8,9 +8,10 @@ particle·record pairs, two BLAS threads),
 checks that both agree (NumPy is timed on the first 100 particles and scaled to 2000: its cost
 is linear in them), and then runs whole releases (``ExponentialMechanism(...).sample``) at
 n = 10^6 for the families whose summary makes that affordable; for the others it reports the
-steps a release takes, so the release time is steps × the per-step time above.
+steps and relaxation moves a release takes: each evaluates the loss once at every particle, so
+the release time is (steps + moves) × the per-evaluation time above.
 
-Run: ``.venv/bin/python bench/bench_utilities.py [--n N]``.
+Run: ``.venv/bin/python bench/bench_utilities.py [--n N] [--releases-only]``.
 """
 
 from __future__ import annotations
@@ -223,20 +224,26 @@ def section_releases(n: int) -> None:
             em.sample(records, 1)
             took = f"{time.perf_counter() - start:.1f}"
         else:
-            took = "not run (steps × the per-step time above)"
-        rows.append([name, schedule.n_steps, schedule.particles, took])
-    print(markdown_table(["utility", "SHK steps", "particles", "release s"], rows))
+            took = "not run ((steps + moves) × the per-step time above)"
+        rows.append([name, schedule.n_steps, schedule.relaxation.moves, schedule.particles, took])
+    print(
+        markdown_table(["utility", "SHK steps", "relaxation moves", "particles", "release s"], rows)
+    )
     print(f"\nLoad after: {load_average()}.\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument(
+        "--releases-only", action="store_true", help="skip the loss timings (and NumPy)"
+    )
     args = ap.parse_args()
     print("## Utility losses over records (ARCHITECTURE: records scale too)\n")
     print(f"Command: `{command_line()}`\n")
     print("\n".join(machine_description()) + "\n")
-    section_losses(args.n)
+    if not args.releases_only:
+        section_losses(args.n)
     section_releases(args.n)
 
 
