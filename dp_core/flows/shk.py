@@ -64,6 +64,8 @@ RELAXATION_MOVES_PER_OCTAVE = 16
 (tests/verification/test_shk_median_law.py): 8 per octave left KS distances to the exact law up
 to 0.030 at N = 4000 (the level-0.001 critical value is 0.031), 16 up to 0.025."""
 MIN_RELAXATION_OCTAVES = 4
+MAX_RELAXATION_OCTAVES = 64
+"""Caps the range at σ ratio 2^64 (1024 moves): the service's largest ε·n_max needs about 59."""
 
 
 class Relaxation(NamedTuple):
@@ -77,15 +79,20 @@ def relaxation_schedule(domain: Domain, potential_range: float) -> Relaxation:
     """Public rule for the relaxation phase from Θ and a bound on osc V (λU for the mechanism).
 
     Proposal standard deviations σ = √(2h) range log-uniformly from scale(Θ)/2 down to
-    scale(Θ)/osc V: a target whose potential changes by its whole range over a length ℓ has
-    width about ℓ, and a potential of range osc V cannot be steeper than that on average. The
-    range spans at least :data:`MIN_RELAXATION_OCTAVES` octaves, and the phase makes
+    scale(Θ)/osc V: a potential that rises by one unit over a length ℓ gives a law of width
+    about ℓ, and one whose range over Θ is osc V rises, averaged over Θ, by one unit per
+    scale(Θ)/osc V. The
+    range spans at least :data:`MIN_RELAXATION_OCTAVES` octaves and at most
+    :data:`MAX_RELAXATION_OCTAVES`, and the phase makes
     :data:`RELAXATION_MOVES_PER_OCTAVE` moves per octave. Both ends scale with scale(Θ)², so a
     rescaled domain gives the rescaled run.
     """
     if not (math.isfinite(potential_range) and potential_range > 0):
         raise InvalidParameter("utility", "the potential's range must be finite and positive")
-    octaves = max(float(MIN_RELAXATION_OCTAVES), math.log2(potential_range / 2.0))
+    octaves = min(
+        float(MAX_RELAXATION_OCTAVES),
+        max(float(MIN_RELAXATION_OCTAVES), math.log2(potential_range / 2.0)),
+    )
     sigma_high = 0.5 * domain.scale
     sigma_low = sigma_high * 2.0**-octaves
     moves = math.ceil(RELAXATION_MOVES_PER_OCTAVE * octaves)

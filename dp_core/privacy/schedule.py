@@ -108,8 +108,10 @@ def shk_schedule(
         # The kernels divide by h²; a subnormal h² fails inside the run, after the charge.
         raise InvalidParameter("utility", "the parameter domain is too small for the sampler")
     relaxation = relaxation_schedule(domain, lam * sensitivity.range_bound)
+    if relaxation.step_range[0] < sys.float_info.min:  # as for the bandwidth: fail before charging
+        raise InvalidParameter("utility", "the parameter domain is too small for the sampler")
     if relaxation_moves is not None:
-        if not (
+        if isinstance(relaxation_moves, bool) or not (
             isinstance(relaxation_moves, int) and 0 <= relaxation_moves <= MAX_RELAXATION_MOVES
         ):
             raise InvalidParameter(

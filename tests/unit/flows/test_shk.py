@@ -3,6 +3,7 @@ agreement in law with the NumPy reference BDLS, and the privacy-facing run contr
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from scipy.spatial.distance import cdist
 from dp_core.engine.potentials import GaussianMixturePotential
 from dp_core.errors import Cancelled, InvalidParameter
 from dp_core.flows import sample_shk
+from dp_core.flows.shk import Relaxation, relaxation_schedule
 from dp_core.reference import Grid1D, bdls_reference, solve_shk_1d
 from dp_core.types import Domain
 
@@ -208,6 +210,7 @@ def test_results_do_not_depend_on_thread_count() -> None:
         import numpy as np
         from dp_core.engine.potentials import GaussianMixturePotential
         from dp_core.flows import sample_shk
+from dp_core.flows.shk import Relaxation, relaxation_schedule
         from dp_core.types import Domain
         t = GaussianMixturePotential([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [0.5, 0.7])
         r = sample_shk(t, Domain.box([-3.0, -3.0], [3.0, 3.0]), n_particles=700,
@@ -296,3 +299,79 @@ def test_particles_stay_in_the_domain() -> None:
     ball = Domain.ball([0.0, 0.0], 1.0)
     run = sample_shk(target, ball, n_particles=500, flow_time=2.0, step_size=0.05)
     assert np.all(np.linalg.norm(run.particles, axis=1) <= 1.0)
+
+
+# --------------------------------------------------------------------------- relaxation phase
+def test_relaxation_schedule_rule() -> None:
+    """σ from scale/2 down to scale/osc V, 16 moves an octave, clamped to [4, 64] octaves, and
+    both ends of the step range scale with scale(Θ)² (a rescaled domain, the rescaled run)."""
+    unit, wide = Domain.box([0.0], [1.0]), Domain.box([0.0], [100.0])
+    moves, (low, high) = relaxation_schedule(unit, 95.0)
+    assert moves == math.ceil(16 * math.log2(47.5))
+    assert math.sqrt(2 * high) == pytest.approx(0.5)
+    assert math.sqrt(2 * low) == pytest.approx(1 / 95.0)
+    wide_moves, (wide_low, wide_high) = relaxation_schedule(wide, 95.0)
+    assert wide_moves == moves
+    assert (wide_low, wide_high) == pytest.approx((1e4 * low, 1e4 * high))
+    assert relaxation_schedule(unit, 1e-3).moves == 64  # at least 4 octaves
+    assert relaxation_schedule(unit, 1e300).moves == 1024  # at most 64
+    ball = relaxation_schedule(Domain.ball([0.0, 0.0], 2.0), 95.0)  # scale = the diameter
+    assert ball.step_range == pytest.approx((16 * low, 16 * high))
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(InvalidParameter):
+            relaxation_schedule(unit, bad)
+
+
+def test_relaxation_moves_are_counted_and_described() -> None:
+    seen: list[tuple[int, int]] = []
+    relaxation = Relaxation(5, (1e-4, 0.1))
+    run = sample_shk(
+        MIX_1D,
+        BOX_1D,
+        n_particles=100,
+        flow_time=1.0,
+        step_size=0.1,
+        relaxation=relaxation,
+        private=False,
+        seed=0,
+        progress=lambda k, n: seen.append((k, n)),
+        trace_every=5,
+    )
+    assert seen == [(k, 15) for k in range(1, 16)]
+    assert [row["step"] for row in run.trace] == [0, 5, 10, 15]
+    assert [row["birth_death_events"] for row in run.trace[-1:]] == [0]  # no reaction
+    assert run.trace[-1]["time"] == pytest.approx(1.0)  # the flow's t, not advanced
+    assert run.description.n_steps == 10
+    assert run.description.parameters["relaxation"] == {"moves": 5, "step_range": [1e-4, 0.1]}
+    with pytest.raises(InvalidParameter):
+        sample_shk(
+            MIX_1D, BOX_1D, n_particles=10, flow_time=1.0, relaxation=Relaxation(-1, (1e-4, 0.1))
+        )
+    with pytest.raises(InvalidParameter):
+        sample_shk(
+            MIX_1D, BOX_1D, n_particles=10, flow_time=1.0, relaxation=Relaxation(3, (0.1, 1e-4))
+        )
+
+
+def test_relaxation_moves_leave_the_target_invariant() -> None:
+    """Exact i.i.d. draws of π as the (public) initial law, no flow, 200 relaxation moves: the
+    particles must still follow π (KS at level 0.01); relaxation never copies a particle, so
+    the particles stay distinct."""
+    n = 4000
+    target = GaussianMixturePotential([1.0], [[0.3]], [0.4])
+    law = stats.truncnorm((-3.0 - 0.3) / 0.4, (3.0 - 0.3) / 0.4, loc=0.3, scale=0.4)
+    start = law.ppf(np.random.default_rng(17).uniform(size=n))[:, None]
+    run = sample_shk(
+        target,
+        BOX_1D,
+        n_particles=n,
+        flow_time=0.0,
+        relaxation=relaxation_schedule(BOX_1D, 1e4),
+        initial=np.ascontiguousarray(start),
+        private=False,
+        seed=3,
+    )
+    x = run.particles[:, 0]
+    assert np.mean(x != start[:, 0]) > 0.99  # nearly every particle moved
+    assert np.unique(x).size == n
+    assert stats.kstest(x, law.cdf).statistic < KS_C_001 / np.sqrt(n)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dp_core.errors import InvalidParameter
+from dp_core.flows.shk import relaxation_schedule
 from dp_core.privacy import ClippedMean, ExponentialMechanism, KMeans, Mode, Quantile
 from dp_core.privacy.certificates import route_c_beta
 from dp_core.privacy.grid import public_grid
@@ -173,3 +174,21 @@ def test_grid_scores_have_the_declared_integer_sensitivity() -> None:
         x = utility.clip_records(rng.uniform(-1, 2, size=(1, 1)))
         contribution = np.rint(np.clip(utility.record_losses(x, grid), 0, bound) / quantum)
         assert contribution.min() >= 0 and contribution.max() <= math.ceil(bound / quantum)
+
+
+def test_relaxation_phase_is_planned_from_public_parameters() -> None:
+    """The plan's relaxation follows relaxation_schedule(Θ, λU), appears in the API's sampler
+    object, and a client override is validated before anything runs."""
+    utility = Quantile(0.5, 0.0, 100.0)
+    plan = ExponentialMechanism(utility, 1.0, n_max=10**6).plan(1)
+    schedule = plan.schedule
+    lam_u = schedule.inverse_temperature * utility.sensitivity("add_remove", 10**6).range_bound
+    assert schedule.relaxation == relaxation_schedule(utility.domain, lam_u)
+    assert plan.sampler["relaxation_moves"] == schedule.relaxation.moves == 286
+    assert plan.sampler["relaxation_step_range"] == list(schedule.relaxation.step_range)
+    off = ExponentialMechanism(utility, 1.0, relaxation_moves=0).plan(1).schedule
+    assert off.relaxation.moves == 0 and off.relaxation.step_range == schedule.relaxation.step_range
+    for bad in (-1, 10_001, 2.5, True):
+        with pytest.raises(InvalidParameter) as err:
+            ExponentialMechanism(utility, 1.0, relaxation_moves=bad).plan(1)
+        assert err.value.field == "sampler.relaxation_moves"
