@@ -194,6 +194,10 @@ def test_every_family_end_to_end(client: TestClient, admin: dict[str, str]) -> N
         if method == "exact":
             assert body["sampler"] is None
 
+    relaxed = {**SMALL, "relaxation_moves": 7}
+    body = run({"utility": quantile, "epsilon": 1.0, "sampler": relaxed}, 1, 1)
+    assert body["sampler"]["relaxation_moves"] == 7
+
     mean2 = {"family": "mean", "columns": ["x", "y"], "clip": 3.0}
     body = run({"utility": mean2, "epsilon": 2.0, "sampler": SMALL}, 1, 2)
     assert _inside(body["samples"][0], ["x", "y"])
@@ -228,7 +232,7 @@ def test_every_family_end_to_end(client: TestClient, admin: dict[str, str]) -> N
     quantiles = run({"utility": quantile, "epsilon": 1.5, "n_samples": 3, "method": "exact"}, 3, 1)
     assert all(_inside(s, ["y"]) for s in quantiles["samples"])
     ledger = client.get(f"/v1/datasets/{dataset['id']}/ledger", headers=admin).json()["items"]
-    assert len(ledger) == 10
+    assert len(ledger) == 11
     assert sum(e["charged"]["epsilon"] for e in ledger) == pytest.approx(spent)
 
 
@@ -316,6 +320,9 @@ def test_invalid_requests_name_the_field_and_charge_nothing(
         ({"method": "magic"}, "method"),
         ({"sampler": {"particles": 1}}, "sampler.particles"),
         ({"sampler": {"step_size": 5.0}}, "sampler.step_size"),
+        ({"sampler": {"relaxation_moves": -1}}, "sampler.relaxation_moves"),
+        ({"sampler": {"relaxation_moves": 10_001}}, "sampler.relaxation_moves"),
+        ({"sampler": {"relaxation_moves": 2.5}}, "sampler.relaxation_moves"),
         ({"extra": True}, "extra"),
         ({"epsilon": True}, "epsilon"),  # strict types: a boolean is not a number
         ({"epsilon": "1.0"}, "epsilon"),
