@@ -18,9 +18,9 @@ the bandwidth, and transport at the law's own scale undoes that (docs/privacy.md
 particles"). :func:`relaxation_schedule` is the public rule for M and the range.
 
 Particles start from a data-independent law: uniform on Θ (the public ρ₀), or given positions
-for public runs. Everything that shapes the run — N, Δt, number of steps, bandwidth — is a
-function of public parameters (privacy rule 2); the bandwidth defaults to the public rule
-``h = h₀ N^{-1/(d+4)}`` with h₀ a fraction of the domain scale (F 31).
+for public runs. Everything that shapes the run — N, Δt, number of steps, bandwidth, relaxation
+moves and range — is a function of public parameters (privacy rule 2); the bandwidth defaults to
+the public rule ``h = h₀ N^{-1/(d+4)}`` with h₀ a fraction of the domain scale (F 31).
 
 The step mutates the state's arrays in place and returns the same state; buffers are allocated
 once per sampler run. The certificate scope of a release from this sampler is ``mean_field``: the
@@ -194,7 +194,6 @@ class SHKSampler:
             x, v, g = state.particles, state.potential, state.grad
             n = x.shape[0]
             events = 0
-            steps = buffer("steps", (n,))
             if self.reaction and n > 1:
                 beta = buffer("beta", (n,))
                 birth_death.birth_death_rates(kde.log_kde_self(x, h), v, beta)
@@ -203,6 +202,7 @@ class SHKSampler:
                 )
             accepted_rate = 0.0
             if self.transport:
+                steps = buffer("steps", (n,))
                 steps[:] = dt
                 accepted_rate = move(state, steps)
             if not np.isfinite(v).all():
