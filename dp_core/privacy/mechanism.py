@@ -27,7 +27,6 @@ import numpy as np
 
 from dp_core.errors import InvalidParameter
 from dp_core.flows.base import CancelFn, ProgressFn
-from dp_core.flows.shk import sample_shk
 from dp_core.privacy import exact
 from dp_core.privacy.certificates import Certificate, exact_certificate, mean_field_certificate
 from dp_core.privacy.grid import MAX_GRID_DIM, grid_release
@@ -190,18 +189,7 @@ class ExponentialMechanism:
         utility = self.utility
         assert not isinstance(utility, Mode)
         potential = UtilityPotential(utility, utility.prepare(data), schedule.inverse_temperature)
-        run = sample_shk(
-            potential,
-            utility.domain,
-            n_particles=schedule.particles,
-            flow_time=schedule.flow_time,
-            step_size=schedule.step_size if schedule.n_steps else 1.0,
-            bandwidth=schedule.bandwidth,
-            relaxation=schedule.relaxation,
-            private=True,
-            progress=progress,
-            cancel=cancel,
-        )
+        run = schedule.run(potential, utility.domain, progress=progress, cancel=cancel)
         chosen = _secret_subset(schedule.particles, plan.n_samples)
         samples = _snap(run.particles[chosen], utility.domain.scale)
         if isinstance(utility, KMeans):

@@ -21,15 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from dp_core.errors import InvalidParameter
+from dp_core.flows.base import CancelFn, ProgressFn, RunResult
 from dp_core.flows.shk import (
     DEFAULT_STEP_SIZE,
     Relaxation,
+    SHKState,
     default_bandwidth,
     relaxation_schedule,
+    sample_shk,
 )
 from dp_core.privacy.certificates import route_c_beta
 from dp_core.privacy.utilities.base import Sensitivity
-from dp_core.types import Domain
+from dp_core.types import Domain, Potential
 
 __all__ = [
     "DEFAULT_PARTICLES",
@@ -59,6 +62,34 @@ class SHKSchedule:
     particles: int
     bandwidth: float
     relaxation: Relaxation
+
+    def run(
+        self,
+        potential: Potential,
+        domain: Domain,
+        *,
+        private: bool = True,
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> RunResult[SHKState]:
+        """Run the SHK sampler exactly as this schedule says (flow, then the relaxation phase).
+
+        Releases run it private (secret seed); verification runs it public with a seed.
+        """
+        return sample_shk(
+            potential,
+            domain,
+            n_particles=self.particles,
+            flow_time=self.flow_time,
+            step_size=self.step_size if self.n_steps else 1.0,
+            bandwidth=self.bandwidth,
+            relaxation=self.relaxation,
+            private=private,
+            seed=seed,
+            progress=progress,
+            cancel=cancel,
+        )
 
     @property
     def sampler(self) -> dict[str, Any]:

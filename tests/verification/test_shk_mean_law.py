@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dp_core.flows import sample_shk
 from dp_core.privacy.mechanism import ExponentialMechanism
 from dp_core.privacy.utilities import UtilityPotential
 from dp_core.privacy.utilities.mean import ClippedMean
@@ -46,18 +45,8 @@ def _release(utility: ClippedMean, records: np.ndarray, seed: int, **overrides: 
     schedule = mechanism.plan(1).schedule
     assert schedule is not None
     lam = schedule.inverse_temperature
-    run = sample_shk(
-        UtilityPotential(utility, utility.prepare(records), lam),
-        utility.domain,
-        n_particles=schedule.particles,
-        flow_time=schedule.flow_time,
-        step_size=schedule.step_size,
-        bandwidth=schedule.bandwidth,
-        relaxation=schedule.relaxation,
-        private=False,
-        seed=seed,
-    )
-    return run.particles, lam
+    potential = UtilityPotential(utility, utility.prepare(records), lam)
+    return schedule.run(potential, utility.domain, private=False, seed=seed).particles, lam
 
 
 def _marginal_cdfs(utility: ClippedMean, records: np.ndarray, lam: float, cells: int):

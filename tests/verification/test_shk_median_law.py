@@ -41,7 +41,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dp_core.flows import sample_shk
 from dp_core.privacy.mechanism import ExponentialMechanism
 from dp_core.privacy.schedule import SHKSchedule
 from dp_core.privacy.utilities import UtilityPotential
@@ -97,18 +96,7 @@ def run_shk(schedule: SHKSchedule, seed: int) -> np.ndarray:
     """Particles (N,) of the public seeded SHK run (flow to t_cert, then the relaxation phase),
     exactly as the mechanism runs it."""
     potential = UtilityPotential(UTILITY, UTILITY.prepare(DATA), schedule.inverse_temperature)
-    run = sample_shk(
-        potential,
-        UTILITY.domain,
-        n_particles=schedule.particles,
-        flow_time=schedule.flow_time,
-        step_size=schedule.step_size,
-        bandwidth=schedule.bandwidth,
-        relaxation=schedule.relaxation,
-        private=False,
-        seed=seed,
-    )
-    return run.particles[:, 0]
+    return schedule.run(potential, UTILITY.domain, private=False, seed=seed).particles[:, 0]
 
 
 def ks(particles: np.ndarray, cdf: Cdf) -> float:

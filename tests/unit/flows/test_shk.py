@@ -258,18 +258,13 @@ def test_private_description_depends_only_on_public_parameters() -> None:
     assert a.n_steps == 8 and a.flow_time == 0.4
 
 
+SMALL_RUN = {"n_particles": 100, "flow_time": 1.0, "step_size": 0.1, "private": False, "seed": 0}
+
+
 def test_progress_trace_and_cancellation() -> None:
     seen: list[tuple[int, int]] = []
     run = sample_shk(
-        MIX_1D,
-        BOX_1D,
-        n_particles=100,
-        flow_time=1.0,
-        step_size=0.1,
-        private=False,
-        seed=0,
-        progress=lambda k, n: seen.append((k, n)),
-        trace_every=4,
+        MIX_1D, BOX_1D, progress=lambda k, n: seen.append((k, n)), trace_every=4, **SMALL_RUN
     )
     assert seen == [(k, 10) for k in range(1, 11)]
     assert [row["step"] for row in run.trace] == [0, 4, 8, 10]
@@ -281,16 +276,7 @@ def test_progress_trace_and_cancellation() -> None:
         return len(calls) > 3
 
     with pytest.raises(Cancelled):
-        sample_shk(
-            MIX_1D,
-            BOX_1D,
-            n_particles=100,
-            flow_time=1.0,
-            step_size=0.1,
-            private=False,
-            seed=0,
-            cancel=cancel,
-        )
+        sample_shk(MIX_1D, BOX_1D, cancel=cancel, **SMALL_RUN)
     assert len(calls) == 4  # three steps ran, the fourth check stopped the run
 
 
@@ -328,14 +314,10 @@ def test_relaxation_moves_are_counted_and_described() -> None:
     run = sample_shk(
         MIX_1D,
         BOX_1D,
-        n_particles=100,
-        flow_time=1.0,
-        step_size=0.1,
         relaxation=relaxation,
-        private=False,
-        seed=0,
         progress=lambda k, n: seen.append((k, n)),
         trace_every=5,
+        **SMALL_RUN,
     )
     assert seen == [(k, 15) for k in range(1, 16)]
     assert [row["step"] for row in run.trace] == [0, 5, 10, 15]
