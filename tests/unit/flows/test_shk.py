@@ -204,17 +204,19 @@ def test_public_runs_are_reproducible_bit_for_bit() -> None:
 
 
 def test_results_do_not_depend_on_thread_count() -> None:
-    """Per-particle streams and fixed reduction trees: one thread gives the same bits as two."""
+    """Per-particle streams and fixed reduction trees: one thread gives the same bits as two
+    (flow and relaxation phase)."""
     code = textwrap.dedent(
         """
         import numpy as np
         from dp_core.engine.potentials import GaussianMixturePotential
         from dp_core.flows import sample_shk
-from dp_core.flows.shk import Relaxation, relaxation_schedule
+        from dp_core.flows.shk import Relaxation
         from dp_core.types import Domain
         t = GaussianMixturePotential([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [0.5, 0.7])
         r = sample_shk(t, Domain.box([-3.0, -3.0], [3.0, 3.0]), n_particles=700,
-                       flow_time=0.3, step_size=0.03, private=False, seed=1)
+                       flow_time=0.3, step_size=0.03, relaxation=Relaxation(20, (1e-4, 0.1)),
+                       private=False, seed=1)
         print(r.particles.tobytes().hex())
         """
     )
