@@ -129,6 +129,8 @@ class MuonFlow:
             raise InvalidParameter("lr", "must be finite and positive")
         if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
             raise InvalidParameter("momentum", "must be in [0, 1)")
+        if not math.isfinite(self.gamma):
+            raise InvalidParameter("lr", "is too small: the rate γ = (1 − β)/η overflows")
         if self.update not in _UPDATES:
             raise InvalidParameter("update", f"must be one of {list(_UPDATES)}")
         if self.smoothing not in _SMOOTHINGS:

@@ -8,12 +8,14 @@ answer carries the trace, the seed actually used (a fresh one when none was sent
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from dp_core.errors import NumericalFailure
 from dp_core.flows.base import RunResult
 from dp_core.flows.drmmd import DEFAULT_LAMBDA, run_drmmd_flow
 from dp_core.flows.mmd import run_mmd_flow
@@ -66,15 +68,32 @@ def trace_every(options: FlowOptions) -> int:
 
 
 def flow_answer(run: RunResult[Any], seconds: float) -> dict[str, Any]:
-    """API.md's flow result: particles, trace, seconds, plus the seed and run description."""
+    """API.md's flow result: particles, trace, seconds, plus the seed and run description.
+
+    JSON has no NaN or infinity: a result holding one fails here, inside the work (500
+    ``internal``, the job marked failed), not later while the response is being encoded.
+    """
     description = run.description.as_dict()
+    particles = np.asarray(run.particles)
+    if not (np.isfinite(particles).all() and _all_finite([run.trace, description])):
+        raise NumericalFailure("the flow's result holds a non-finite number")
     return {
-        "particles": np.asarray(run.particles).tolist(),
+        "particles": particles.tolist(),
         "trace": run.trace,
         "seconds": seconds,
         "seed": description.get("seed"),
         "description": description,
     }
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
 
 
 FlowRunner = Callable[[np.ndarray, np.ndarray, ProgressFn, CancelFn | None], RunResult[Any]]
@@ -186,6 +205,11 @@ def start_muon(
         output=spec.output,
         data_seed=spec.data_seed,
     )
+    lr = body.step_size or DEFAULT_MUON_STEP
+    if not math.isfinite((1.0 - body.momentum) / lr):
+        raise ApiError.invalid(
+            "step_size", "is too small: the momentum rate (1 - momentum) / step_size overflows"
+        )
     cells = body.particles * task.dim
     if cells > ctx.settings.max_points:
         raise ApiError(
@@ -198,7 +222,7 @@ def start_muon(
             task,
             n_particles=body.particles,
             n_steps=body.steps,
-            lr=body.step_size or DEFAULT_MUON_STEP,
+            lr=lr,
             momentum=body.momentum,
             eps=body.regularization,
             update=body.update,

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
+from dp_core.errors import NumericalFailure
+from dp_core.flows.base import RunDescription, RunResult
+from service.actions.flows import flow_answer
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import create_analyst
@@ -183,6 +188,25 @@ def test_muon_flow_dissipates_its_hamiltonian(client: TestClient, admin: dict[st
     ).json()
     assert standard["trace"][0]["loss"] == result["trace"][0]["loss"]  # same initial particles
     assert standard["particles"] != result["particles"]
+    # A schema-valid but subnormal step makes γ = (1 - β)/η overflow: 422 naming the field
+    # (found by the full fuzz run: the run's description held γ = inf, not encodable as JSON).
+    tiny = client.post("/v1/flows/muon", json={**body, "step_size": 5e-324}, headers=admin)
+    assert tiny.status_code == 422, tiny.text
+    assert tiny.json()["errors"][0]["field"] == "step_size"
+
+
+def test_flow_answers_refuse_non_finite_numbers() -> None:
+    """JSON has no NaN: a result holding one fails inside the work (500), not while encoding."""
+    description = RunDescription("mmd", 1, 1, 1, 0.1, 0.1, "given", {"gamma": math.inf})
+    with pytest.raises(NumericalFailure):
+        flow_answer(RunResult(np.zeros((1, 1)), None, description, []), 0.0)
+    trace = [{"step": 0, "mmd2": math.nan}]
+    finite = RunDescription("mmd", 1, 1, 1, 0.1, 0.1, "given", {"gamma": 1.0})
+    with pytest.raises(NumericalFailure):
+        flow_answer(RunResult(np.zeros((1, 1)), None, finite, trace), 0.0)
+    with pytest.raises(NumericalFailure):
+        flow_answer(RunResult(np.full((1, 1), math.inf), None, finite, []), 0.0)
+    assert flow_answer(RunResult(np.zeros((1, 1)), None, finite, []), 0.0)["seed"] is None
 
 
 def test_memory_creation_is_idempotent(client: TestClient, admin: dict[str, str]) -> None:

@@ -329,9 +329,11 @@ def _schema(role: str, *, coverage: bool = True) -> Any:
             "request-timeout": 60,
             "checks": {
                 # 422 is also the answer to semantic validation that the schema cannot express
-                # (an unknown column, a cursor the service did not issue, an unknown key id).
+                # (an unknown column, a cursor the service did not issue, an unknown key id);
+                # 413 the documented capacity answer to a schema-valid request over the point
+                # limit (API.md: PRIVFLOW_MAX_POINTS; for Muon particles x task dimension).
                 "positive_data_acceptance": {
-                    "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
+                    "expected-statuses": ["2xx", "401", "403", "404", "409", "413", "422", "429"]
                 },
             },
         }

@@ -153,6 +153,9 @@ def test_validation() -> None:
     with pytest.raises(InvalidParameter) as err:
         MuonFlow(SMALL_TASK, eps=1e-3).init(np.zeros((2, 3, 3)))
     assert err.value.field == "particles"
+    with pytest.raises(InvalidParameter) as err:  # γ = (1 − β)/η = 0.05 / 5e-324 overflows
+        MuonFlow(SMALL_TASK, eps=1e-3, lr=5e-324)
+    assert err.value.field == "lr"
 
 
 _THREAD_SCRIPT = textwrap.dedent(
