@@ -9,8 +9,9 @@ size, number of steps and KDE bandwidth are public defaults or public overrides.
 phase after the flow (π-invariant multiscale MALA moves,
 :func:`dp_core.flows.shk.relaxation_schedule`) takes its proposal range from scale(Θ) and the
 potential's range bound λU; its number of moves is public too and may be overridden (0 switches
-it off). Privacy rule 2 is visible in the
-signature: nothing here can see a record.
+it off). Privacy rule 2 is visible in the signature: :func:`shk_schedule` cannot see a record.
+:meth:`SHKSchedule.run` then runs the sampler as scheduled on the potential its caller built
+(the mechanism: privately, with a secret seed).
 """
 
 from __future__ import annotations
