@@ -106,6 +106,7 @@ class Certificate:
     initialization: str | None
     neighbouring: str
     assumptions: tuple[str, ...]
+    utility_form: str | None = None  # "gradient_norm", "loss" or "count" (mode)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class Certificate:
             "inverse_temperature": self.inverse_temperature,
             "initialization": self.initialization,
             "neighbouring": self.neighbouring,
+            "utility_form": self.utility_form,
             "assumptions": list(self.assumptions),
         }
 
@@ -178,6 +180,7 @@ def mean_field_certificate(
     n_samples: int,
     delta: float,
     neighbouring: str,
+    utility_form: str | None = None,
 ) -> Certificate:
     """Certificate of an SHK release (scope ``mean_field``, bound (9))."""
     beta = route_c_beta(flow_time, inverse_temperature, sensitivity)
@@ -193,6 +196,7 @@ def mean_field_certificate(
         initialization="uniform",
         neighbouring=neighbouring,
         assumptions=MEAN_FIELD_ASSUMPTIONS,
+        utility_form=utility_form,
     )
 
 
@@ -205,6 +209,7 @@ def exact_certificate(
     n_samples: int,
     delta: float,
     neighbouring: str,
+    utility_form: str | None = None,
 ) -> Certificate:
     """Certificate of an exact mechanism (scope ``exact``): DP as implemented (note §7.3)."""
     per_sample, whole = _values(epsilon_implemented, n_samples, delta, bounded_range=bounded_range)
@@ -225,4 +230,5 @@ def exact_certificate(
         initialization=None,
         neighbouring=neighbouring,
         assumptions=assumptions,
+        utility_form=utility_form,
     )

@@ -24,19 +24,26 @@ from dp_core.errors import InvalidParameter
 from dp_core.types import Domain, FloatArray
 
 __all__ = [
+    "FORMS",
     "NEIGHBOURING",
+    "Form",
     "Neighbouring",
     "Sensitivity",
     "UtilityFamily",
     "UtilityPotential",
+    "check_form",
     "check_neighbouring",
     "clip_columns",
     "describe",
+    "gradient_norm_loss",
+    "gradient_norm_sensitivity",
     "sum_form_sensitivity",
 ]
 
 Neighbouring = Literal["add_remove", "replace_one"]
 NEIGHBOURING: tuple[str, ...] = ("add_remove", "replace_one")
+Form = Literal["gradient_norm", "loss"]
+FORMS: tuple[str, ...] = ("gradient_norm", "loss")
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,43 @@ def check_neighbouring(neighbouring: str) -> Neighbouring:
     if neighbouring not in NEIGHBOURING:
         raise InvalidParameter("neighbouring", "must be 'add_remove' or 'replace_one'")
     return neighbouring  # type: ignore[return-value]
+
+
+def check_form(form: str) -> Form:
+    if form not in FORMS:
+        raise InvalidParameter("utility.form", "must be 'gradient_norm' or 'loss'")
+    return form  # type: ignore[return-value]
+
+
+def gradient_norm_sensitivity(
+    gradient_bound: float, neighbouring: str, n_max: int, replace_delta_u: float | None = None
+) -> Sensitivity:
+    """Accuracy note §3 for ``u = -|Σ_x g(θ; x)|`` with |g| <= G on Θ and the clipped records.
+
+    add/remove: u(D + x) - u(D) = |A| - |A + g| lies in [-G, G], so Δu = G and Δ_osc = 2G.
+    replace-one: |u(D) - u(D')| <= |g(θ; x) - g(θ; x')| <= 2G, or the family's tighter
+    ``replace_delta_u`` where θ cancels (the mean: |x - x'|); Δ_osc = 2Δu. Since u ∈ [-n G, 0],
+    U = n_max·G.
+    """
+    check_neighbouring(neighbouring)
+    if n_max < 1:
+        raise InvalidParameter("size_bound", "must be >= 1")
+    big_g = float(gradient_bound)
+    delta_u = big_g
+    if neighbouring == "replace_one":
+        delta_u = 2.0 * big_g if replace_delta_u is None else min(2.0 * big_g, replace_delta_u)
+    return Sensitivity(delta_u=delta_u, delta_osc=2.0 * delta_u, range_bound=n_max * big_g)
+
+
+def gradient_norm_loss(
+    sums: FloatArray, jacobian_times_sums: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """``L = -u = |A|`` and ``∇L = J A / |A|`` (J = ∂A/∂θ symmetric) from A and J·A at N points;
+    the gradient is 0 where A = 0 (the cone point: any subgradient serves MALA)."""
+    norm = np.sqrt(np.einsum("ij,ij->i", sums, sums))
+    safe = np.where(norm > 0.0, norm, 1.0)
+    grad = np.where((norm > 0.0)[:, None], jacobian_times_sums / safe[:, None], 0.0)
+    return norm, grad
 
 
 def sum_form_sensitivity(
@@ -103,6 +147,7 @@ class UtilityFamily(Protocol):
     """A utility family with its public parameters fixed (see the module docstring)."""
 
     family: str
+    form: str
 
     @property
     def domain(self) -> Domain: ...

@@ -1,11 +1,21 @@
-"""The k-means utility (certificates note §9.3; API.md ``kmeans``).
+"""The k-means utility (accuracy note §3; certificates note §9.3; API.md ``kmeans``).
 
 θ = (c_1, ..., c_k), each centre in the box of the columns' public bounds (Θ = box^k, flattened
-to dimension k·d); records clipped to the box; ``u = -Σ_x min(min_j |x - c_j|², τ²)``.
-Per record ℓ ∈ [0, B] with B = min(τ², diam²), so add/remove Δu = Δ_osc = B, replace-one
-Δ_osc = 2B, U = n_max·B. Kinks on Voronoi boundaries and the clip sphere: route (9) only.
-The posterior is invariant under relabelling the centres; released samples are therefore put
-in a canonical order (lexicographic by coordinates) — post-processing, no privacy cost.
+to dimension k·d); records clipped to the box. Two forms:
+
+* ``gradient_norm`` (default): ℓ = min_j |x - c_j|²/2, whose gradient g is c_j* - x in the
+  block of the nearest centre j* (ties to the lowest index) and 0 elsewhere, optionally clipped
+  to norm τ; ``u = -|Σ_x g|``, i.e. -√(Σ_j |W_j c_j - S_j|²) without a clip (W_j records and
+  S_j their sum in cell j). |g| <= G = min(τ, diam box): add/remove Δu = G, Δ_osc = 2G.
+  replace-one: g(x) - g(x') has norm <= min(|x - x'|, 2τ) <= min(diam, 2G) when both records
+  pick the same centre and √(G² + G²) = √2·G when they pick different ones, so
+  Δu = min(2G, max(diam, √2·G)), Δ_osc = 2Δu; U = n_max·G.
+* ``loss``: ``u = -Σ_x min(min_j |x - c_j|², τ²)``, ℓ ∈ [0, B] with B = min(τ², diam²): the
+  sum-form lemma (add/remove Δu = Δ_osc = B, replace-one Δ_osc = 2B, U = n_max·B).
+
+Kinks on Voronoi boundaries and the clip sphere: route (9) only. The law is invariant under
+relabelling the centres; released samples are therefore put in a canonical order
+(lexicographic by coordinates) — post-processing, no privacy cost.
 """
 
 from __future__ import annotations
@@ -16,9 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from dp_core.engine.grid_scores import assignment_grid_sums
 from dp_core.engine.utility_kernels import kmeans_loss
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, clip_columns, describe, sum_form_sensitivity
+from dp_core.privacy.utilities.base import (
+    Sensitivity,
+    check_form,
+    clip_columns,
+    describe,
+    gradient_norm_sensitivity,
+    sum_form_sensitivity,
+)
+from dp_core.privacy.utilities.mean import assignment_gradient_loss
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["KMeans", "canonical_centres"]
@@ -37,12 +56,14 @@ def canonical_centres(samples: FloatArray, k: int) -> FloatArray:
 
 @dataclass(frozen=True)
 class KMeans:
-    """k centres in the box of the columns, clip radius τ. Records: (n, d)."""
+    """k centres in the box of the columns; optional clip τ (gradient clip in the gradient form,
+    loss clip in the loss form; default: the box diameter, which never binds). Records: (n, d)."""
 
     lower: tuple[float, ...]
     upper: tuple[float, ...]
     k: int
-    clip: float
+    clip: float | None = None
+    form: str = "gradient_norm"
     family: str = "kmeans"
     _lo: FloatArray = field(init=False, repr=False)
     _hi: FloatArray = field(init=False, repr=False)
@@ -53,8 +74,9 @@ class KMeans:
         Domain.box(lo, hi)
         if not (isinstance(self.k, int) and 1 <= self.k <= 64):
             raise InvalidParameter("utility.k", "must be an integer in [1, 64]")
-        if not (math.isfinite(self.clip) and self.clip > 0):
+        if self.clip is not None and not (math.isfinite(self.clip) and self.clip > 0):
             raise InvalidParameter("utility.clip", "must be finite and positive")
+        check_form(self.form)
         object.__setattr__(self, "_lo", lo)
         object.__setattr__(self, "_hi", hi)
 
@@ -63,30 +85,61 @@ class KMeans:
         return Domain.box(np.tile(self._lo, self.k), np.tile(self._hi, self.k))
 
     @property
+    def diameter(self) -> float:
+        """Diameter of one centre's box (records and centres both lie in it)."""
+        return float(np.sqrt(np.sum((self._hi - self._lo) ** 2)))
+
+    @property
+    def effective_clip(self) -> float:
+        """τ, or +inf where none was asked for or τ >= the diameter (it can never bind)."""
+        c = self.clip
+        return math.inf if c is None or c >= self.diameter else float(c)
+
+    @property
+    def gradient_bound(self) -> float:
+        return min(self.effective_clip, self.diameter)
+
+    @property
     def loss_bound(self) -> float:
-        return min(self.clip**2, float(np.sum((self._hi - self._lo) ** 2)))
+        return self.gradient_bound**2
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
-        return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
+        if self.form == "loss":
+            return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
+        big_g = self.gradient_bound
+        same_cell = min(self.diameter, 2.0 * big_g)
+        return gradient_norm_sensitivity(
+            big_g, neighbouring, n_max, replace_delta_u=max(same_cell, math.sqrt(2.0) * big_g)
+        )
 
     def clip_records(self, records: Any) -> FloatArray:
         """Records clipped to the box, (n, d)."""
         return clip_columns(records, self._lo, self._hi, "records")
 
-    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
-        """ℓ(c; x) = min(min_j |x - c_j|², τ²) for every grid point c and record, (g, n)."""
-        centres = thetas.reshape(thetas.shape[0], self.k, -1)
-        d2 = np.sum((centres[:, :, None, :] - clipped[None, None, :, :]) ** 2, axis=3)
-        return np.minimum(d2.min(axis=1), self.clip**2)
+    def grid_sums(
+        self,
+        clipped: FloatArray,
+        grid: FloatArray,
+        quantum: float,
+        limit: int,
+        out: np.ndarray,
+    ) -> None:
+        """Per-record integer contributions summed per grid point (exact path, :mod:`grid`)."""
+        gradient = self.form == "gradient_norm"
+        bound = self.gradient_bound if gradient else self.loss_bound
+        clip = math.sqrt(self.loss_bound)
+        assignment_grid_sums(grid, clipped, self.k, clip, gradient, quantum, bound, limit, out)
 
     def prepare(self, records: Any) -> FloatArray:
         """The clipped records transposed, (d, n), for the fused pass."""
         return np.ascontiguousarray(self.clip_records(records).T)
 
     def loss(self, prepared: FloatArray, points: FloatArray) -> tuple[FloatArray, FloatArray]:
+        if self.form == "gradient_norm":
+            return assignment_gradient_loss(points, prepared, self.k, self.effective_clip)
         v = np.empty(points.shape[0])
         g = np.empty(points.shape)
-        kmeans_loss(points, prepared, self.k, self.clip, v, g)
+        kmeans_loss(points, prepared, self.k, math.sqrt(self.loss_bound), v, g)
         return v, g
 
     def describe(self) -> dict[str, Any]:

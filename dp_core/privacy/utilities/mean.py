@@ -1,14 +1,22 @@
-"""The clipped-mean utility (certificates note §9.4, clipped version; API.md ``mean``).
+"""The mean utility (accuracy note §3; certificates note §9.4; API.md ``mean``).
 
-Θ = the box of the columns' public bounds; records clipped to that box;
-``u(D, θ) = -Σ_x min(|θ - x|², c²)``. Per record ℓ ∈ [0, B] with
-B = min(c², diam(Θ)²) (θ and x both lie in the box), so by the sum-form lemma of §9
-add/remove Δu = Δ_osc = B, replace-one Δu = B, Δ_osc = 2B, and U = n_max·B. The loss has kinks
-at |θ - x| = c (G2 = ∞): only route (9) applies.
+Θ = the box of the columns' public bounds; records clipped to that box. Two forms:
 
-In one dimension the loss is exact from sorted records and prefix sums (O(log n) per point); in
-d > 1 it is exact from the count and two centred sums when ``c >= diam(Θ)`` (the clip cannot
-bind, O(d) per point), and otherwise one fused pass over the records per point.
+* ``gradient_norm`` (default, the K-norm gradient mechanism): ℓ = |θ - x|²/2, g = θ - x,
+  optionally clipped to norm c (``clip``); ``u(D, θ) = -|Σ_x clip_c(θ - x)|``. |g| <= G =
+  min(c, diam Θ), so add/remove Δu = G, Δ_osc = 2G; replace-one: θ cancels,
+  |clip_c(θ - x) - clip_c(θ - x')| <= min(|x - x'|, 2c) (the clip is a projection, hence
+  1-Lipschitz), so Δu = min(diam, 2c), Δ_osc = 2Δu; U = n_max·G. Without a binding clip,
+  u = -|n θ - Σx| exactly from the count and the centred sum (O(d) per point, any d): the law
+  is a K-norm (Laplace-like) law centred at the sample mean with scale 1/(λn) — the 1/(εn) rate.
+* ``loss`` (the first landing's Gibbs form): ``u(D, θ) = -Σ_x min(|θ - x|², c²)``, per record
+  ℓ ∈ [0, B], B = min(c², diam²), sum-form lemma of §9: add/remove Δu = Δ_osc = B, replace-one
+  Δ_osc = 2B, U = n_max·B. Its law has width ~ 1/√(εn): preferable only when one wants the
+  posterior-like spread itself.
+
+Summaries (ARCHITECTURE "Records scale too"): 1-D uses sorted records with prefix sums (O(log n)
+per point) in both forms; d > 1 uses the count and centred sums whenever the clip cannot bind,
+and one fused pass over the records otherwise.
 """
 
 from __future__ import annotations
@@ -19,21 +27,36 @@ from typing import Any
 
 import numpy as np
 
-from dp_core.engine.utility_kernels import clipped_mean_loss_1d, clipped_mean_loss_nd
+from dp_core.engine.grid_scores import assignment_grid_sums
+from dp_core.engine.utility_kernels import (
+    assignment_curvature,
+    assignment_gradient_sum,
+    clipped_gradient_sum_1d,
+    clipped_mean_loss_1d,
+    clipped_mean_loss_nd,
+)
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, clip_columns, describe, sum_form_sensitivity
+from dp_core.privacy.utilities.base import (
+    Sensitivity,
+    check_form,
+    clip_columns,
+    describe,
+    gradient_norm_loss,
+    gradient_norm_sensitivity,
+    sum_form_sensitivity,
+)
 from dp_core.types import Domain, FloatArray
 
-__all__ = ["ClippedMean", "MeanData"]
+__all__ = ["ClippedMean", "MeanData", "assignment_gradient_loss"]
 
 
 @dataclass(frozen=True)
 class MeanData:
-    """The private summary a release evaluates the loss from (one of three forms):
+    """The private summary a release evaluates the utility from (one of three forms):
 
     * 1-D: sorted records with prefix sums of x and x²;
-    * d > 1 with ``c² >= diam(Θ)²`` (the clip can never bind): the count and the sums of
-      ``x − centre`` and ``|x − centre|²`` about the box centre (exact sufficient statistics);
+    * d > 1 where the clip can never bind: the count and the sums of ``x − centre`` and
+      ``|x − centre|²`` about the box centre (exact sufficient statistics);
     * otherwise the records transposed, (d, n), for the fused pass.
     """
 
@@ -54,21 +77,46 @@ def _box(lower: Any, upper: Any) -> tuple[FloatArray, FloatArray]:
     return lo, hi
 
 
+def assignment_gradient_loss(
+    points: FloatArray, records_t: FloatArray, k: int, clip: float
+) -> tuple[FloatArray, FloatArray]:
+    """|A| and J A/|A| of the nearest-centre gradient sums (mean: k = 1; k-means) by record
+    passes: one pass for A and the unclipped part W of J, a second only where the clip can
+    bind (the curvature of the clipped records)."""
+    n_points, dim = points.shape
+    d = dim // k
+    sums = np.empty((n_points, dim))
+    weights = np.empty((n_points, k))
+    assignment_gradient_sum(points, records_t, k, clip, sums, weights)
+    jac = sums * np.repeat(weights, d, axis=1)
+    if math.isfinite(clip):
+        norm = np.sqrt(np.einsum("ij,ij->i", sums, sums))
+        directions = np.ascontiguousarray(sums / np.where(norm > 0.0, norm, 1.0)[:, None])
+        curvature = np.empty((n_points, dim))
+        assignment_curvature(points, records_t, k, clip, directions, curvature)
+        jac -= curvature * norm[:, None]
+    return gradient_norm_loss(sums, jac)
+
+
 @dataclass(frozen=True)
 class ClippedMean:
-    """Mean of ``len(lower)`` columns with public bounds and clip radius c. Records: (n, d)."""
+    """Mean of ``len(lower)`` columns with public bounds; ``clip`` c is optional in the gradient
+    form (a per-record gradient clip) and the loss clip of the loss form (default: the
+    diameter, which never binds). Records: (n, d)."""
 
     lower: tuple[float, ...]
     upper: tuple[float, ...]
-    clip: float
+    clip: float | None = None
+    form: str = "gradient_norm"
     family: str = "mean"
     _lo: FloatArray = field(init=False, repr=False)
     _hi: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         lo, hi = _box(self.lower, self.upper)
-        if not (math.isfinite(self.clip) and self.clip > 0):
+        if self.clip is not None and not (math.isfinite(self.clip) and self.clip > 0):
             raise InvalidParameter("utility.clip", "must be finite and positive")
+        check_form(self.form)
         object.__setattr__(self, "_lo", lo)
         object.__setattr__(self, "_hi", hi)
 
@@ -77,22 +125,51 @@ class ClippedMean:
         return Domain.box(self._lo, self._hi)
 
     @property
+    def diameter(self) -> float:
+        return float(np.sqrt(np.sum((self._hi - self._lo) ** 2)))
+
+    @property
+    def effective_clip(self) -> float:
+        """c, or +inf where no clip was asked for or c >= diam(Θ) (it can never bind)."""
+        c = self.clip
+        return math.inf if c is None or c >= self.diameter else float(c)
+
+    @property
+    def gradient_bound(self) -> float:
+        """G = min(c, diam Θ) bounds |θ - x| (clipped) for θ and x in the box."""
+        return min(self.effective_clip, self.diameter)
+
+    @property
     def loss_bound(self) -> float:
-        """B = min(c², diam²) bounds every record's loss."""
-        diam2 = float(np.sum((self._hi - self._lo) ** 2))
-        return min(self.clip**2, diam2)
+        """B = min(c², diam²) bounds every record's loss-form loss."""
+        return min(self.effective_clip, self.diameter) ** 2
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
-        return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
+        if self.form == "loss":
+            return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
+        big_g = self.gradient_bound
+        return gradient_norm_sensitivity(
+            big_g, neighbouring, n_max, replace_delta_u=min(self.diameter, 2.0 * big_g)
+        )
 
     def clip_records(self, records: Any) -> FloatArray:
         """Records clipped to the box, (n, d)."""
         return clip_columns(records, self._lo, self._hi, "records")
 
-    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
-        """ℓ(θ_g; x) = min(|θ_g - x|², c²) for every grid point and record, (g, n)."""
-        d2 = np.sum((thetas[:, None, :] - clipped[None, :, :]) ** 2, axis=2)
-        return np.minimum(d2, self.clip**2)
+    def grid_sums(
+        self,
+        clipped: FloatArray,
+        grid: FloatArray,
+        quantum: float,
+        limit: int,
+        out: np.ndarray,
+    ) -> None:
+        """Per-record integer contributions summed per grid point (exact path, :mod:`grid`)."""
+        bound = self.gradient_bound if self.form == "gradient_norm" else self.loss_bound
+        clip = self.effective_clip if self.form == "loss" else math.inf
+        assignment_grid_sums(
+            grid, clipped, 1, clip, self.form == "gradient_norm", quantum, bound, limit, out
+        )
 
     def prepare(self, records: Any) -> MeanData:
         clipped = self.clip_records(records)
@@ -101,9 +178,7 @@ class ClippedMean:
             prefix = np.concatenate([[0.0], np.cumsum(xs)])
             prefix_sq = np.concatenate([[0.0], np.cumsum(xs * xs)])
             return MeanData(sorted_records=xs, prefix=prefix, prefix_sq=prefix_sq)
-        diam2 = float(np.sum((self._hi - self._lo) ** 2))
-        if self.clip**2 >= diam2:
-            # |θ − x|² <= diam² <= c² for θ, x in the box: the loss is the plain sum of squares
+        if math.isinf(self.effective_clip):
             centre = 0.5 * (self._lo + self._hi)
             z = clipped - centre
             return MeanData(
@@ -115,6 +190,8 @@ class ClippedMean:
         return MeanData(records_t=np.ascontiguousarray(clipped.T))
 
     def loss(self, prepared: MeanData, points: FloatArray) -> tuple[FloatArray, FloatArray]:
+        if self.form == "gradient_norm":
+            return self._gradient_norm(prepared, points)
         if prepared.centre is not None:
             # Σ|θ − x|² = n|θ'|² − 2θ'·Σx' + Σ|x'|² with θ' = θ − centre, x' = x − centre
             assert prepared.centred_sum is not None
@@ -128,19 +205,32 @@ class ClippedMean:
             return v, 2.0 * (n * t - prepared.centred_sum)
         v = np.empty(points.shape[0])
         g = np.empty(points.shape)
+        clip = min(self.effective_clip, self.diameter)
         if prepared.sorted_records is not None:
             clipped_mean_loss_1d(
-                points,
-                prepared.sorted_records,
-                prepared.prefix,
-                prepared.prefix_sq,
-                self.clip,
-                v,
-                g,
+                points, prepared.sorted_records, prepared.prefix, prepared.prefix_sq, clip, v, g
             )
         else:
-            clipped_mean_loss_nd(points, prepared.records_t, self.clip, v, g)
+            clipped_mean_loss_nd(points, prepared.records_t, clip, v, g)
         return v, g
+
+    def _gradient_norm(
+        self, prepared: MeanData, points: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        if prepared.sorted_records is not None:
+            sums = np.empty(points.shape)
+            jac = np.empty(points.shape[0])
+            clipped_gradient_sum_1d(
+                points, prepared.sorted_records, prepared.prefix, self.effective_clip, sums, jac
+            )
+            return gradient_norm_loss(sums, sums * jac[:, None])
+        if prepared.centre is not None:
+            # A = Σ(θ - x) = n(θ - centre) - Σ(x - centre); J = n I
+            assert prepared.centred_sum is not None
+            sums = prepared.count * (points - prepared.centre) - prepared.centred_sum
+            return gradient_norm_loss(sums, prepared.count * sums)
+        assert prepared.records_t is not None
+        return assignment_gradient_loss(points, prepared.records_t, 1, self.effective_clip)
 
     def describe(self) -> dict[str, Any]:
         return describe(self)

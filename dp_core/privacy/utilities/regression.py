@@ -1,14 +1,23 @@
-"""Private regression utilities: clipped least squares and logistic loss (note §9.2).
+"""Private regression utilities: least squares and logistic loss (accuracy note §3, note §9.2).
 
 Θ = the ball B(0, R); features clipped to their public box (so |x| <= X, the norm of the box's
-farthest corner) and the target to [y_lo, y_hi] (|y| <= Y).
+farthest corner) and the target to [y_lo, y_hi] (|y| <= Y). Two forms each:
 
-* ``linear_regression``: ``u = -Σ (y - θ·x)²/2``; ℓ ∈ [0, M²/2] with M = Y + RX, so B = o = M²/2
-  (sum-form lemma). The loss is exact from the sufficient statistics X'X, X'y, y'y: O(d²) per
-  point, whatever the number of records.
-* ``logistic_regression``: labels in {0, 1} mapped to y' = 2y - 1; ``u = -Σ log(1 + e^{-y'θ·x})``;
-  ℓ ∈ [0, log(1 + e^{RX})] and osc_θ ℓ = R|x| <= RX exactly, so B = log(1 + e^{RX}), o = RX.
-  One fused pass over the records per point.
+* ``gradient_norm`` (default, the K-norm gradient mechanism, error O(d/(εn))):
+  ``u = -|Σ_x g(θ; x)|`` with the per-record gradient g bounded by G on Θ; add/remove Δu = G,
+  Δ_osc = 2G; replace-one Δu = 2G (no cancellation in θ), Δ_osc = 4G; U = n_max·G.
+
+  - ``linear_regression``: g = (θ·x - y) x, |g| <= (Y + RX)·X = G; A = X'X θ - X'y and
+    J = X'X, exact from the sufficient statistics: O(d²) per point for any n.
+  - ``logistic_regression``: g = -y' x σ(-y'θ·x), |g| <= X = G; J = Σ σ(m)σ(-m) x xᵀ; one
+    fused pass over the records per point.
+* ``loss`` (the first landing's Gibbs form, error O(1/√(εn))):
+
+  - ``linear_regression``: ``u = -Σ (y - θ·x)²/2``; ℓ ∈ [0, M²/2] with M = Y + RX, so
+    B = o = M²/2 (sum-form lemma), exact from X'X, X'y, y'y.
+  - ``logistic_regression``: labels in {0, 1} mapped to y' = 2y - 1;
+    ``u = -Σ log(1 + e^{-y'θ·x})``; ℓ ∈ [0, log(1 + e^{RX})] and osc_θ ℓ = R|x| <= RX exactly,
+    so B = log(1 + e^{RX}), o = RX.
 """
 
 from __future__ import annotations
@@ -19,9 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from dp_core.engine.utility_kernels import logistic_loss
+from dp_core.engine.grid_scores import linear_grid_sums, logistic_grid_sums
+from dp_core.engine.utility_kernels import logistic_gradient_sum, logistic_loss
 from dp_core.errors import InvalidParameter
-from dp_core.privacy.utilities.base import Sensitivity, clip_columns, describe, sum_form_sensitivity
+from dp_core.privacy.utilities.base import (
+    Sensitivity,
+    check_form,
+    clip_columns,
+    describe,
+    gradient_norm_loss,
+    gradient_norm_sensitivity,
+    sum_form_sensitivity,
+)
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["LinearRegression", "LogisticRegression", "SufficientStatistics"]
@@ -45,8 +63,10 @@ class _BallOverFeatures:
     feature_lower: tuple[float, ...]
     feature_upper: tuple[float, ...]
     radius: float
+    form: str
 
     def _init_features(self) -> None:
+        check_form(self.form)
         lo = np.atleast_1d(np.asarray(self.feature_lower, dtype=np.float64))
         hi = np.atleast_1d(np.asarray(self.feature_upper, dtype=np.float64))
         Domain.box(lo, hi)
@@ -60,6 +80,15 @@ class _BallOverFeatures:
     def domain(self) -> Domain:
         return Domain.ball(np.zeros(self._lo.size), self.radius)
 
+    def _sensitivity(
+        self, loss_bound: float, oscillation: float, neighbouring: str, n_max: int
+    ) -> Sensitivity:
+        """The loss form's sum-form lemma, or the gradient form's constants from G."""
+        if self.form == "loss":
+            return sum_form_sensitivity(loss_bound, oscillation, neighbouring, n_max)
+        gradient_bound = self.gradient_bound  # type: ignore[attr-defined]
+        return gradient_norm_sensitivity(gradient_bound, neighbouring, n_max)
+
 
 @dataclass(frozen=True)
 class LinearRegression(_BallOverFeatures):
@@ -71,6 +100,7 @@ class LinearRegression(_BallOverFeatures):
     target_lower: float
     target_upper: float
     radius: float
+    form: str = "gradient_norm"
     family: str = "linear_regression"
 
     def __post_init__(self) -> None:
@@ -79,13 +109,21 @@ class LinearRegression(_BallOverFeatures):
             raise InvalidParameter("utility.target", "needs finite bounds with lower < upper")
 
     @property
+    def _residual_bound(self) -> float:
+        """M = Y + RX bounds |y - θ·x| on Θ and the clipped records."""
+        return max(abs(self.target_lower), abs(self.target_upper)) + self.radius * self._x_norm
+
+    @property
     def loss_bound(self) -> float:
-        y = max(abs(self.target_lower), abs(self.target_upper))
-        m = y + self.radius * self._x_norm
-        return 0.5 * m * m
+        return 0.5 * self._residual_bound**2
+
+    @property
+    def gradient_bound(self) -> float:
+        """G = (Y + RX)·X bounds |(θ·x - y) x|."""
+        return self._residual_bound * self._x_norm
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
-        return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
+        return self._sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
 
     def clip_records(self, records: Any) -> FloatArray:
         """Features and target clipped to their bounds, (n, d + 1)."""
@@ -93,10 +131,13 @@ class LinearRegression(_BallOverFeatures):
         hi = np.append(self._hi, self.target_upper)
         return clip_columns(records, lo, hi, "records")
 
-    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
-        """ℓ(θ; x, y) = (y - θ·x)²/2 for every grid point and record, (g, n)."""
-        residual = clipped[None, :, -1] - thetas @ clipped[:, :-1].T
-        return 0.5 * residual**2
+    def grid_sums(
+        self, clipped: FloatArray, grid: FloatArray, quantum: float, limit: int, out: np.ndarray
+    ) -> None:
+        """Per-record integer contributions summed per grid point (exact path, :mod:`grid`)."""
+        gradient = self.form == "gradient_norm"
+        bound = self.gradient_bound if gradient else self.loss_bound
+        linear_grid_sums(grid, clipped, gradient, quantum, bound, limit, out)
 
     def prepare(self, records: Any) -> SufficientStatistics:
         clipped = self.clip_records(records)
@@ -107,6 +148,9 @@ class LinearRegression(_BallOverFeatures):
         self, prepared: SufficientStatistics, points: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         quad = points @ prepared.xtx  # (N, d)
+        if self.form == "gradient_norm":  # A = X'X θ - X'y, J = X'X
+            sums = quad - prepared.xty
+            return gradient_norm_loss(sums, sums @ prepared.xtx)
         value = 0.5 * (prepared.yty - 2.0 * points @ prepared.xty + np.sum(quad * points, axis=1))
         return value, quad - prepared.xty
 
@@ -131,6 +175,7 @@ class LogisticRegression(_BallOverFeatures):
     feature_lower: tuple[float, ...]
     feature_upper: tuple[float, ...]
     radius: float
+    form: str = "gradient_norm"
     family: str = "logistic_regression"
 
     def __post_init__(self) -> None:
@@ -142,20 +187,26 @@ class LogisticRegression(_BallOverFeatures):
         rx = self.radius * self._x_norm
         return max(rx, 0.0) + math.log1p(math.exp(-rx))
 
+    @property
+    def gradient_bound(self) -> float:
+        """G = X: |y' x σ(·)| <= |x|."""
+        return self._x_norm
+
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
-        return sum_form_sensitivity(
-            self.loss_bound, self.radius * self._x_norm, neighbouring, n_max
-        )
+        return self._sensitivity(self.loss_bound, self.radius * self._x_norm, neighbouring, n_max)
 
     def clip_records(self, records: Any) -> FloatArray:
         """Clipped features with the label mapped to ±1 in the last column, (n, d + 1)."""
         data = self.prepare(records)
         return np.column_stack([data.features_t.T, data.labels])
 
-    def record_losses(self, clipped: FloatArray, thetas: FloatArray) -> FloatArray:
-        """ℓ(θ; x, y) = log(1 + e^{-y θ·x}) for every grid point and record, (g, n)."""
-        margins = (thetas @ clipped[:, :-1].T) * clipped[None, :, -1]
-        return np.logaddexp(0.0, -margins)
+    def grid_sums(
+        self, clipped: FloatArray, grid: FloatArray, quantum: float, limit: int, out: np.ndarray
+    ) -> None:
+        """Per-record integer contributions summed per grid point (exact path, :mod:`grid`)."""
+        gradient = self.form == "gradient_norm"
+        bound = self.gradient_bound if gradient else self.loss_bound
+        logistic_grid_sums(grid, clipped, gradient, quantum, bound, limit, out)
 
     def prepare(self, records: Any) -> LogisticRegressionData:
         arr = np.asarray(records, dtype=np.float64)
@@ -172,6 +223,11 @@ class LogisticRegression(_BallOverFeatures):
     def loss(
         self, prepared: LogisticRegressionData, points: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
+        if self.form == "gradient_norm":
+            sums = np.empty(points.shape)
+            jac = np.empty((points.shape[0], points.shape[1], points.shape[1]))
+            logistic_gradient_sum(points, prepared.features_t, prepared.labels, sums, jac)
+            return gradient_norm_loss(sums, np.einsum("iab,ib->ia", jac, sums))
         v = np.empty(points.shape[0])
         g = np.empty(points.shape)
         logistic_loss(points, prepared.features_t, prepared.labels, v, g)
