@@ -100,10 +100,12 @@ def bind_utility(spec: Any, columns_meta: list[dict[str, Any]]) -> BoundUtility:
         )
     if isinstance(spec, MeanUtility):
         idx, lo, hi = columns.floats("utility.columns", spec.columns)
-        return BoundUtility(ClippedMean(lo, hi, spec.clip), lambda r: r[:, idx], _float_rows)
+        mean = ClippedMean(lo, hi, spec.clip, form=spec.form)
+        return BoundUtility(mean, lambda r: r[:, idx], _float_rows)
     if isinstance(spec, KMeansUtility):
         idx, lo, hi = columns.floats("utility.columns", spec.columns)
-        return BoundUtility(KMeans(lo, hi, spec.k, spec.clip), lambda r: r[:, idx], _float_rows)
+        kmeans = KMeans(lo, hi, spec.k, spec.clip, form=spec.form)
+        return BoundUtility(kmeans, lambda r: r[:, idx], _float_rows)
     if isinstance(spec, LinearRegressionUtility):
         idx, lo, hi = columns.floats("utility.features", spec.features)
         t, target = columns.get("utility.target", spec.target, "float")
@@ -115,6 +117,7 @@ def bind_utility(spec: Any, columns_meta: list[dict[str, Any]]) -> BoundUtility:
             target_lower=float(target["lower"]),
             target_upper=float(target["upper"]),
             radius=spec.radius,
+            form=spec.form,
         )
         return BoundUtility(family, lambda r: r[:, [*idx, t]], _float_rows)
     if isinstance(spec, LogisticRegressionUtility):
@@ -122,7 +125,9 @@ def bind_utility(spec: Any, columns_meta: list[dict[str, Any]]) -> BoundUtility:
         y, to_label = _label_map(columns, spec.label)
         if y in idx:
             raise ApiError.invalid("utility.label", "must not be one of the features")
-        family = LogisticRegression(feature_lower=lo, feature_upper=hi, radius=spec.radius)
+        family = LogisticRegression(
+            feature_lower=lo, feature_upper=hi, radius=spec.radius, form=spec.form
+        )
         return BoundUtility(
             family,
             lambda r: np.column_stack([r[:, idx], to_label(r[:, y])]),

@@ -23,6 +23,13 @@ __all__ = [
 ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
 Columns = Annotated[list[ColumnName], Field(min_length=1, max_length=16)]
 Positive = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+Form = Annotated[
+    Literal["gradient_norm", "loss"],
+    Field(
+        description="gradient_norm (default): u = -|sum_x grad l(theta, x)|, error O(1/(eps n)); "
+        "loss: u = -sum_x l(theta, x) clipped, the Gibbs form, error O(1/sqrt(eps n))."
+    ),
+]
 
 
 class QuantileUtility(Request):
@@ -34,7 +41,12 @@ class QuantileUtility(Request):
 class MeanUtility(Request):
     family: Literal["mean"]
     columns: Columns
-    clip: Positive
+    clip: Positive | None = Field(
+        default=None,
+        description="gradient form: clips each record's gradient theta - x to this norm; loss "
+        "form: the loss clip c of min(|theta - x|^2, c^2). Default: none (the box diameter).",
+    )
+    form: Form = "gradient_norm"
 
 
 class LinearRegressionUtility(Request):
@@ -42,6 +54,7 @@ class LinearRegressionUtility(Request):
     features: Columns
     target: ColumnName
     radius: Positive
+    form: Form = "gradient_norm"
 
 
 class LogisticRegressionUtility(Request):
@@ -49,13 +62,19 @@ class LogisticRegressionUtility(Request):
     features: Columns
     label: ColumnName
     radius: Positive
+    form: Form = "gradient_norm"
 
 
 class KMeansUtility(Request):
     family: Literal["kmeans"]
     columns: Columns
     k: Annotated[int, Field(ge=1, le=64)]
-    clip: Positive
+    clip: Positive | None = Field(
+        default=None,
+        description="gradient form: clips each record's gradient c_j - x to this norm; loss "
+        "form: tau of min(min_j |x - c_j|^2, tau^2). Default: none (the box diameter).",
+    )
+    form: Form = "gradient_norm"
 
 
 class ModeUtility(Request):

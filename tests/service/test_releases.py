@@ -207,6 +207,10 @@ def test_every_family_end_to_end(client: TestClient, admin: dict[str, str]) -> N
     mean1 = {"family": "mean", "columns": ["x"], "clip": 2.0}
     body = run({"utility": mean1, "epsilon": 1.0, "method": "exact"}, 1, 1)
     assert _inside(body["samples"][0], ["x"])
+    assert body["certificate"]["utility_form"] == "gradient_norm"  # the default form, named
+    loss_form = {"family": "mean", "columns": ["x"], "form": "loss"}
+    body = run({"utility": loss_form, "epsilon": 1.0, "sampler": SMALL}, 1, 1)
+    assert body["certificate"]["utility_form"] == "loss"
 
     kmeans = {"family": "kmeans", "columns": ["x", "y"], "k": 2, "clip": 4.0}
     body = run({"utility": kmeans, "epsilon": 1.5, "sampler": SMALL}, 1, 4)
@@ -232,7 +236,8 @@ def test_every_family_end_to_end(client: TestClient, admin: dict[str, str]) -> N
     quantiles = run({"utility": quantile, "epsilon": 1.5, "n_samples": 3, "method": "exact"}, 3, 1)
     assert all(_inside(s, ["y"]) for s in quantiles["samples"])
     ledger = client.get(f"/v1/datasets/{dataset['id']}/ledger", headers=admin).json()["items"]
-    assert len(ledger) == 11
+    assert len(ledger) == 12
+    assert any(e["utility"] == {**loss_form, "clip": None} for e in ledger)  # the form is kept
     assert sum(e["charged"]["epsilon"] for e in ledger) == pytest.approx(spent)
 
 
@@ -305,7 +310,8 @@ def test_invalid_requests_name_the_field_and_charge_nothing(
             {"utility": {"family": "mean", "columns": ["x", "city"], "clip": 1}},
             "utility.columns[1]",
         ),
-        ({"utility": {"family": "mean", "columns": ["x"]}}, "utility.clip"),
+        ({"utility": {"family": "mean", "columns": ["x"], "clip": 0}}, "utility.clip"),
+        ({"utility": {"family": "mean", "columns": ["x"], "form": "sum"}}, "utility.form"),
         ({"utility": {"family": "kmeans", "columns": ["x"], "k": 0, "clip": 1}}, "utility.k"),
         (
             {"utility": {"family": "logistic_regression", "features": ["x"], "label": "city",

@@ -217,10 +217,19 @@ class QuantileUtility(_Request):
     q: float
 
 
+UtilityForm = Literal["gradient_norm", "loss"]
+"""``gradient_norm`` (default): u = -|sum of per-record gradients|, error O(1/(eps n));
+``loss``: the clipped loss sum (Gibbs form), error O(1/sqrt(eps n))."""
+
+
 class MeanUtility(_Request):
+    """Mean of ``columns``; ``clip`` optionally clips each record's gradient (loss form: the
+    loss clip)."""
+
     family: Literal["mean"] = "mean"
     columns: list[str]
-    clip: float
+    clip: float | None = None
+    form: UtilityForm = "gradient_norm"
 
 
 class LinearRegressionUtility(_Request):
@@ -228,6 +237,7 @@ class LinearRegressionUtility(_Request):
     features: list[str]
     target: str
     radius: float
+    form: UtilityForm = "gradient_norm"
 
 
 class LogisticRegressionUtility(_Request):
@@ -235,13 +245,15 @@ class LogisticRegressionUtility(_Request):
     features: list[str]
     label: str
     radius: float
+    form: UtilityForm = "gradient_norm"
 
 
 class KMeansUtility(_Request):
     family: Literal["kmeans"] = "kmeans"
     columns: list[str]
     k: int
-    clip: float
+    clip: float | None = None
+    form: UtilityForm = "gradient_norm"
 
 
 class ModeUtility(_Request):
