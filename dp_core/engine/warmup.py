@@ -19,6 +19,7 @@ from dp_core.engine import (
     affine,
     birth_death,
     gram,
+    grid_scores,
     kernels,
     langevin,
     matrix_maps,
@@ -98,6 +99,21 @@ def _warm_utilities() -> None:
     utility_kernels.clipped_mean_loss_nd(x2, x2_t, 0.5, v, g2)
     utility_kernels.logistic_loss(x2, x2_t, np.ones(3), v, g2)
     utility_kernels.kmeans_loss(x2, np.ascontiguousarray(x1.T), 2, 0.5, v, g2)
+    utility_kernels.clipped_gradient_sum_1d(x1, records, prefix, 0.5, np.empty((3, 1)), v)
+    weights = np.empty((3, 1))
+    utility_kernels.assignment_gradient_sum(x2, x2_t, 1, 0.5, g2, weights)
+    utility_kernels.assignment_curvature(x2, x2_t, 1, 0.5, x2, g2)
+    utility_kernels.logistic_gradient_sum(x2, x2_t, np.ones(3), g2, np.empty((3, 2, 2)))
+
+
+def _warm_grid_scores() -> None:
+    x2 = _tiny_points(3, 2)
+    x3 = _tiny_points(3, 3)
+    for gradient, width in ((True, 2), (False, 1)):
+        out = np.empty((3, width), dtype=np.int64)
+        grid_scores.assignment_grid_sums(x2, x2, 1, 0.5, gradient, 0.01, 1.0, 120, out)
+        grid_scores.linear_grid_sums(x2, x3, gradient, 0.01, 1.0, 120, out)
+        grid_scores.logistic_grid_sums(x2, x3, gradient, 0.01, 1.0, 120, out)
 
 
 def _warm_flow_maps() -> None:
@@ -174,6 +190,18 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
             utility_kernels.clipped_mean_loss_nd,
             utility_kernels.logistic_loss,
             utility_kernels.kmeans_loss,
+            utility_kernels.clipped_gradient_sum_1d,
+            utility_kernels.assignment_gradient_sum,
+            utility_kernels.assignment_curvature,
+            utility_kernels.logistic_gradient_sum,
+        ),
+    ),
+    "grid_scores": (
+        _warm_grid_scores,
+        (
+            grid_scores.assignment_grid_sums,
+            grid_scores.linear_grid_sums,
+            grid_scores.logistic_grid_sums,
         ),
     ),
 }

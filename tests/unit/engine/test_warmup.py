@@ -10,7 +10,24 @@ import numpy as np
 from dp_core.engine import kde, kernels, langevin, warmup
 from dp_core.engine.potentials import GaussianMixturePotential
 from dp_core.engine.rng import new_streams
+from dp_core.privacy.grid import grid_scores, public_grid
+from dp_core.privacy.utilities import ClippedMean, KMeans, LinearRegression, LogisticRegression
 from dp_core.types import Domain
+
+
+def _served_utilities(rng: np.random.Generator):
+    """Every utility path a release can take (both forms, clips that bind and that cannot),
+    with records as the service hands them over."""
+    x1, x2 = rng.normal(size=(40, 1)), rng.normal(size=(40, 2))
+    labelled = np.column_stack([x2, rng.integers(0, 2, 40)])
+    targets = np.column_stack([x2, rng.normal(size=40)])
+    for form in ("gradient_norm", "loss"):
+        for clip in (None, 0.5):
+            yield ClippedMean((-1.0,), (1.0,), clip, form=form), x1
+            yield ClippedMean((-1.0, -1.0), (1.0, 1.0), clip, form=form), x2
+            yield KMeans((-1.0, -1.0), (1.0, 1.0), 2, clip, form=form), x2
+        yield LinearRegression((-1.0, -1.0), (1.0, 1.0), -2.0, 2.0, 1.0, form=form), targets
+        yield LogisticRegression((-1.0, -1.0), (1.0, 1.0), 1.0, form=form), labelled
 
 
 def _dispatchers():
@@ -60,6 +77,11 @@ def test_served_calls_after_warm_compile_nothing():
         langevin.mala_propose(x, g, steps, streams, kind, a, b, prop, inside)
         vp, gp = target.value_and_grad(prop)
         langevin.mala_accept(x, v, g, prop, vp, gp, inside, steps, streams, accepted)
+    for utility, records in _served_utilities(rng):
+        points = np.ascontiguousarray(0.5 * rng.uniform(-1, 1, (9, utility.domain.dim)))
+        utility.loss(utility.prepare(records), points)
+        if utility.domain.dim <= 3:
+            grid_scores(utility, records, public_grid(utility.domain, 16))
     assert _signature_counts() == before
 
 
