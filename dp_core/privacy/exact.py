@@ -6,13 +6,16 @@ bits, so the released law is exactly the analysed one, free of §7.4's float fai
 * primitives: ``uniform_below``, ``bernoulli_rational``, ``bernoulli_exp_neg`` (32);
 * the base-2 exponential mechanism (31): ``exponential_base``, ``exact_exponential_mechanism``,
   ``exact_grid_mechanism``; ``integerize`` and ``grid_sensitivity`` for public grid units;
-* the exact grid quantile (§7.3, §9 item 1): ``quantile_grid``, ``exact_quantile``;
+* the exact continuous quantile (§9 item 1; accuracy note §4; no grid): ``exact_quantile``
+  (``exact_quantile_samples`` for several draws), its exact law
+  ``quantile_gap_probabilities`` and ``quantile_inverse_temperature``;
 * permute-and-flip with exact acceptances (32): ``permute_and_flip``;
 * ``em_probabilities``: the exact law of (31) as Fractions (a reference for tests, audits).
 
 Floats appear only in public parameters, deterministic per-record preprocessing (clipping,
-comparison with public grid points, rounding to grid units) and the reported ε_impl; never in
-a sampling decision. Random bits come from a :class:`RandomBits`, by default a fresh
+sorting, comparisons, rounding to grid units), the final rounding of the continuous quantile to
+float64 (post-processing of an exactly drawn θ) and the reported ε_impl; never in a sampling
+decision. Random bits come from a :class:`RandomBits`, by default a fresh
 ``secrets.SystemRandom()``; a seeded ``random.Random`` is for public test and audit runs only.
 Running times depend on the data, so timings must never be reported (note §0, Diagnostics).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import bisect
 import decimal
 import functools
+import itertools
 import math
 import operator
 import secrets
@@ -47,12 +51,14 @@ __all__ = [
     "exact_exponential_mechanism",
     "exact_grid_mechanism",
     "exact_quantile",
+    "exact_quantile_samples",
     "exponential_base",
     "exponential_base_loss",
     "grid_sensitivity",
     "integerize",
     "permute_and_flip",
-    "quantile_grid",
+    "quantile_gap_probabilities",
+    "quantile_inverse_temperature",
     "quantile_osc_sensitivity",
     "uniform_below",
 ]
@@ -61,7 +67,7 @@ BASE_BITS = 64
 """y in the base b = x/2^y of (31): the base is e^{-λ} rounded up to a multiple of 2^-64."""
 
 MAX_CANDIDATES = 10**6
-"""Largest candidate set (or quantile grid) accepted; caps the O(m) work and memory per draw."""
+"""Largest candidate set accepted; caps the O(m) work and memory per draw."""
 
 QUANTILE_DENOMINATOR = 10**6
 """q is replaced by the nearest fraction num/den with den ≤ this (Fraction.limit_denominator)."""
@@ -79,13 +85,14 @@ class RandomBits(Protocol):
 class ExactDraw:
     """One release of an exact mechanism:
 
-    ``index``: the released candidate (grid index for grid mechanisms).
+    ``index``: the released candidate (grid index for grid mechanisms; for
+    :func:`exact_quantile` the gap i of θ ∈ [x_(i), x_(i+1)] between order statistics).
     ``epsilon_implemented``: pure-DP loss as implemented, rounded up, never above the requested
     ε: (-log b)·Δ̃_osc for the EM (31), ε for permute-and-flip.
     ``zcdp_rho``: the zCDP charge, rounded up: ε_impl²/8 for the EM (bounded range, note §4),
     ε²/2 for permute-and-flip (pure DP only, §7.3).
     ``base``: the public base b = x/2^64 of the EM; None for permute-and-flip (e^{-λ} via (32)).
-    ``value``: the released grid point of :func:`exact_quantile`; None otherwise.
+    ``value``: the released float θ of :func:`exact_quantile`; None otherwise.
     """
 
     index: int
@@ -276,11 +283,26 @@ def _sample_index(
             hi_cum.append(hi_sum)
         more = prec + 16 - t
         v, t = (v << more) | rng.getrandbits(more), t + more
-        # smallest i with lo_cum[i]·2^t ≥ (v+1)·hi_sum, i.e. V·C_m < C_i for the whole interval
-        i = bisect.bisect_left(lo_cum, -((-(v + 1) * hi_sum) >> t))
-        if i < len(lo_cum) and (hi_cum[i - 1] if i else 0) << t <= v * lo_sum:
+        i = _invert(lo_cum, hi_cum, v, t)
+        if i is not None:
             return i
         prec *= 2
+
+
+def _invert(lo_cum: list[int], hi_cum: list[int], v: int, t: int) -> int | None:
+    """The index i that the exact inversion rule assigns to every V ∈ [v/2^t, (v+1)/2^t), or
+    None when the bounds cannot decide it yet.
+
+    lo_cum[i] ≤ C_i ≤ hi_cum[i] bound the cumulative weights C_i (C_m = the last); i is
+    returned only when C_{i-1} ≤ V·C_m < C_i for every V in the interval and every weight
+    vector within the bounds.
+    """
+    lo_sum, hi_sum = lo_cum[-1], hi_cum[-1]
+    # smallest i with lo_cum[i]·2^t ≥ (v+1)·hi_sum, i.e. V·C_m < C_i for the whole interval
+    i = bisect.bisect_left(lo_cum, -((-(v + 1) * hi_sum) >> t))
+    if i < len(lo_cum) and (hi_cum[i - 1] if i else 0) << t <= v * lo_sum:
+        return i
+    return None
 
 
 def _int_scores(scores: Sequence[int]) -> list[int]:
@@ -399,24 +421,14 @@ def _check_bounds(lower: float, upper: float) -> None:
         raise InvalidParameter("upper", "need finite lower < upper")
 
 
-def quantile_grid(lower: float, upper: float, grid_size: int) -> np.ndarray:
-    """The public grid G of :func:`exact_quantile`: the M cell midpoints of [lower, upper].
-
-    θ_i = lower + (i + 1/2)·((upper - lower)/M) in float64, i = 0..M-1 (non-decreasing, inside
-    the interval, never at a clipping bound). Returns a float64 array of shape (M,).
-    """
-    _check_bounds(lower, upper)
-    m = _check_positive_int(grid_size, "grid_size")
-    if m > MAX_CANDIDATES:
-        raise InvalidParameter("grid_size", f"must be at most {MAX_CANDIDATES}")
-    step = (float(upper) - float(lower)) / m
-    return float(lower) + (np.arange(m, dtype=np.float64) + 0.5) * step
-
-
 _QUANTILE_OSC: dict[str, Callable[[int, int], int]] = {
     "add_remove": lambda num, den: 2 * max(num, den - num),
     "replace_one": lambda num, den: 2 * den,
 }
+
+
+def _q_tilde(q: float) -> Fraction:
+    return Fraction(q).limit_denominator(QUANTILE_DENOMINATOR)
 
 
 def quantile_osc_sensitivity(q: float, neighbouring: Neighbouring) -> int:
@@ -427,8 +439,190 @@ def quantile_osc_sensitivity(q: float, neighbouring: Neighbouring) -> int:
         raise InvalidParameter("q", "must be a number in [0, 1]")
     if neighbouring not in _QUANTILE_OSC:
         raise InvalidParameter("neighbouring", "must be 'add_remove' or 'replace_one'")
-    q_tilde = Fraction(q).limit_denominator(QUANTILE_DENOMINATOR)
+    q_tilde = _q_tilde(q)
     return _QUANTILE_OSC[neighbouring](q_tilde.numerator, q_tilde.denominator)
+
+
+def quantile_inverse_temperature(epsilon: float, q: float, neighbouring: Neighbouring) -> float:
+    """The λ that :func:`exact_quantile` samples, in the units of u = -|N_D(θ) - q̃·n|:
+    (-log b)·den with b = :func:`exponential_base` (ε, Δ̃_osc), since ũ = den·u; rounded up.
+
+    Equals ε/Δ_osc(u) = ε/(2max(q̃, 1-q̃)) (add/remove) or ε/2 (replace-one) up to the
+    rounding of b (a relative 2^-64/b) and q̃ ≠ q (at most 10^-6 relative); a function of
+    public parameters only.
+    """
+    osc = quantile_osc_sensitivity(q, neighbouring)
+    den = _q_tilde(q).denominator
+    x = int(exponential_base(epsilon, osc) * (1 << BASE_BITS))
+    return _ceil_float(_implemented_loss(x, den))
+
+
+def _clipped_sorted(data: Sequence[float], lower: float, upper: float) -> np.ndarray:
+    """The data as float64, NaN → lower, clipped to [lower, upper], sorted (deterministic)."""
+    try:
+        x = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        x = np.empty((0, 0))
+    if x.ndim != 1:
+        raise InvalidParameter("data", "must be a 1-D sequence of numbers")
+    return np.sort(np.clip(np.where(np.isnan(x), lower, x), lower, upper))
+
+
+def _quantile_setup(
+    q: float, lower: float, upper: float, epsilon: float, neighbouring: Neighbouring
+) -> tuple[int, int, int, Fraction]:
+    """(num, den, Δ̃_osc, b) from public parameters, validated."""
+    _check_bounds(lower, upper)
+    osc = quantile_osc_sensitivity(q, neighbouring)
+    q_tilde = _q_tilde(q)
+    return q_tilde.numerator, q_tilde.denominator, osc, exponential_base(epsilon, osc)
+
+
+def _dyadic_scale(values: np.ndarray) -> int:
+    """An s ≥ 0 with v·2^s an integer for every float64 v in ``values`` (v = m·2^(e-53))."""
+    exponents = np.frexp(values[values != 0])[1]
+    return max(0, 53 - int(exponents.min())) if exponents.size else 0
+
+
+def _scaled(value: float, scale: int) -> int:
+    """value·2^scale as an exact integer (value a float64 with denominator ≤ 2^scale)."""
+    num, den = value.as_integer_ratio()
+    return num << (scale - den.bit_length() + 1)
+
+
+_WINDOW = 32
+"""Initial half-width, in gaps, of the window around the mode of ũ that ``_GapLaw`` expands."""
+_TAIL_BITS = 32
+"""The first window grows until the gaps outside it weigh at most 2^-32 of those inside."""
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One refinement level of ``_GapLaw``: window gaps [start, start + size), precision prec and
+    bounds lo_cum ≤ C ≤ hi_cum of the cumulative weights of [left tail, window..., right tail]."""
+
+    start: int
+    size: int
+    prec: int
+    lo_cum: list[int]
+    hi_cum: list[int]
+    tails: bool
+
+
+class _GapLaw:
+    """Draws j with probability L_j·b^{gaps[j]} / Σ_k L_k·b^{gaps[k]}, L_j = edges[j+1] - edges[j].
+
+    ``edges`` are increasing float64 (exact dyadic rationals, so L_j·2^s is an integer for a
+    common s) and ``gaps`` (length len(edges) - 1) is non-increasing then non-decreasing, as
+    ũ* - ũ is for the quantile. This is ``_sample_index`` with the lengths as integer
+    multiplicities, restricted to a window of gaps around the smallest gap: the gaps left
+    (right) of the window count as one item whose weight lies in [0, L·b^g], L their total
+    length and g the gap next to the window, since b ≤ 1 and the gaps grow away from the mode.
+    The same inversion rule (``_invert``) returns a window gap only when its choice is certain
+    for every weight within the bounds, so the law is exact; otherwise more bits of the same V
+    are drawn at the next pass (window and precision doubled). The passes depend on the law
+    only, so they are computed once and shared by every draw. Work: O(window) integer
+    operations per pass, not O(n): about (1/λ)·log(range/gap) gaps; all of them when λ is tiny.
+    """
+
+    def __init__(self, edges: np.ndarray, gaps: np.ndarray, x: int) -> None:
+        self.edges, self.gaps, self.x = edges, gaps, x
+        self.peak = int(np.argmin(gaps))
+        self.scale = _dyadic_scale(edges)
+        self.first = _scaled(float(edges[0]), self.scale)
+        self.last = _scaled(float(edges[-1]), self.scale)
+        self.passes: list[_Pass] = []
+
+    def _build(self, half: int, prec: int) -> tuple[_Pass, int, int]:
+        """The pass for window half-width ``half`` and precision at least ``prec``; also the
+        window's lower-bound weight and the tails' upper bound."""
+        m, gaps = len(self.gaps), self.gaps
+        start, stop = max(0, self.peak - half), min(m, self.peak + half + 1)
+        ends = [_scaled(e, self.scale) for e in self.edges[start : stop + 1].tolist()]
+        window = gaps[start:stop].tolist()
+        left = int(gaps[start - 1]) if start > 0 else None
+        right = int(gaps[stop]) if stop < m else None
+        top = max(window + [g for g in (left, right) if g is not None])
+        prec = max(prec, 64 + 2 * top.bit_length() + (len(window) + 2).bit_length())
+        pows = {g: _pow_bounds(self.x, g, prec) for g in {*window, left, right} if g is not None}
+        left_hi = (ends[0] - self.first) * pows[left][1] if left is not None else 0
+        right_hi = (self.last - ends[-1]) * pows[right][1] if right is not None else 0
+        lo_cum, hi_cum, lo_sum, hi_sum = [0], [left_hi], 0, left_hi
+        for j, g in enumerate(window):
+            lo, hi = pows[g]
+            lo_sum += (ends[j + 1] - ends[j]) * lo
+            hi_sum += (ends[j + 1] - ends[j]) * hi
+            lo_cum.append(lo_sum)
+            hi_cum.append(hi_sum)
+        lo_cum.append(lo_sum)
+        hi_cum.append(hi_sum + right_hi)
+        tails = left is not None or right is not None
+        return _Pass(start, len(window), prec, lo_cum, hi_cum, tails), lo_sum, left_hi + right_hi
+
+    def _pass(self, k: int) -> _Pass:
+        while len(self.passes) <= k:
+            if not self.passes:  # widen until the tails are negligible (no bits drawn yet)
+                half = _WINDOW
+                level, inside, outside = self._build(half, 0)
+                while level.tails and outside << _TAIL_BITS > inside:
+                    half *= 2
+                    level, inside, outside = self._build(half, 0)
+            else:
+                last = self.passes[-1]
+                half = max(self.peak - last.start, last.start + last.size - 1 - self.peak)
+                level = self._build(2 * half if last.tails else half, 2 * last.prec)[0]
+            self.passes.append(level)
+        return self.passes[k]
+
+    def draw(self, rng: RandomBits) -> int:
+        v = t = k = 0
+        while True:
+            level = self._pass(k)
+            more = level.prec + 16 - t
+            v, t = (v << more) | rng.getrandbits(more), t + more
+            i = _invert(level.lo_cum, level.hi_cum, v, t)
+            if i is not None and 1 <= i <= level.size:  # the tail items have lower bound 0
+                return level.start + i - 1
+            k += 1
+
+
+def _uniform_rounded(a: float, c: float, rng: RandomBits) -> float:
+    """fl(θ) for θ ~ Uniform[a, c] drawn exactly, fl = round to the nearest float64 (a < c).
+
+    θ = a + (c - a)·V with V's bits revealed 64, then 32 at a time: once every θ in the
+    revealed interval [lo, hi) has the same nearest float y = fl(lo) (hi ≤ the midpoint between
+    y and the next float up, or y = c), y is returned. Since fl is monotone, P(y) = |fl^-1(y) ∩
+    [a, c]|/(c - a) exactly: a deterministic rounding of an exactly uniform θ, i.e.
+    post-processing. (Rounding a + (c - a)·U for a U of fixed precision would not be: its
+    outputs near a fine float grid would depend on c - a, the data; cf. Mironov 2012.)
+    Integer arithmetic only: with a·2^s = A, c·2^s = C, lo = (A·2^t + (C - A)·v)/2^(s+t),
+    and fl(lo) is Python's correctly rounded (half-even) integer true division.
+    """
+    scale = _dyadic_scale(np.asarray([a, c]))
+    start, width = _scaled(a, scale), _scaled(c, scale) - _scaled(a, scale)
+    v, t = 0, 0
+    while True:
+        more = 64 if t == 0 else 32
+        v, t = (v << more) | rng.getrandbits(more), t + more
+        lo, hi, den = (start << t) + width * v, (start << t) + width * (v + 1), 1 << (scale + t)
+        y = lo / den
+        if y >= c:
+            return y
+        # hi/den ≤ (y + y⁺)/2, y⁺ the next float up; both dyadic: compare integers
+        (py, qy), (pn, qn) = y.as_integer_ratio(), math.nextafter(y, math.inf).as_integer_ratio()
+        if 2 * hi * qy * qn <= (py * qn + pn * qy) * den:
+            return y
+
+
+def _quantile_gaps(
+    x: np.ndarray, num: int, den: int, lower: float, upper: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(edges, N, ũ* - ũ) over the gaps of positive length: edges = the distinct values of
+    {lower, upper} ∪ x; on the open gap (edges[j], edges[j+1]) N_D = N[j] = #{x ≤ edges[j]}."""
+    edges = np.unique(np.concatenate(([lower, upper], x)))
+    below = np.searchsorted(x, edges[:-1], side="right").astype(np.int64)
+    scores = np.abs(den * below - num * len(x))
+    return edges, below, scores - scores.min()
 
 
 def exact_quantile(
@@ -436,43 +630,92 @@ def exact_quantile(
     q: float,
     lower: float,
     upper: float,
-    grid_size: int,
     epsilon: float,
     neighbouring: Neighbouring,
     rng: RandomBits | None = None,
 ) -> ExactDraw:
-    """Exact ε-DP q-quantile on a public grid (§7.3 "1-D quantiles, exact"; §9 item 1).
+    """Exact ε-DP q-quantile, the continuous exponential mechanism (Smith 2011; accuracy §4).
 
-    ``data`` (n floats) are clipped to the public [lower, upper] (NaN counts as ``lower``).
-    The public level q ∈ [0, 1] is replaced by q̃ = num/den = Fraction(q).limit_denominator(
-    10^6). The output is a point of G = :func:`quantile_grid` (lower, upper, grid_size),
-    drawn with probability ∝ b^{ũ*-ũ(θ)} for the integer rank utility ũ(θ) = -|den·N_D(θ) -
-    num·n|, N_D(θ) = #{clipped x ≤ θ} (float comparisons with public grid points:
-    deterministic preprocessing), b = :func:`exponential_base` (ε, Δ̃_osc) and Δ̃_osc =
-    :func:`quantile_osc_sensitivity` (q, neighbouring). ũ is constant on runs of grid points
-    between consecutive data, so a run is drawn exactly with weight |run|·b^{ũ*-ũ}, then a
-    uniform point in it: O(M + n log n). ``value`` is the released grid point.
+    ``data`` (n floats) are clipped to the public [lower, upper] (NaN counts as ``lower``) and
+    sorted: x_(1) ≤ ... ≤ x_(n), with x_(0) = lower and x_(n+1) = upper. q ∈ [0, 1] is replaced
+    by q̃ = num/den = Fraction(q).limit_denominator(10^6). The released θ ∈ [lower, upper] has
+    density ∝ b^{ũ*-ũ(θ)} on [lower, upper] for the integer rank utility ũ(θ) = -|den·N_D(θ) -
+    num·n|, N_D(θ) = #{x ≤ θ}, b = :func:`exponential_base` (ε, Δ̃_osc), Δ̃_osc =
+    :func:`quantile_osc_sensitivity` (q, neighbouring): the base-2 EM (31) on the continuum,
+    with density ratio ≤ b^{-Δ̃_osc} = e^{ε_impl} between neighbours at every θ, and no grid.
+    In the units of u = ũ/den its inverse temperature is :func:`quantile_inverse_temperature`.
+
+    The density is constant, ũ_i = -|den·i - num·n|, on each gap (x_(i), x_(i+1)), i = 0..n:
+
+    1. choose gap i with probability (x_(i+1) - x_(i))·b^{ũ*-ũ_i} / Σ_k (same), exactly: the
+       endpoints are float64, so the lengths times 2^s (one common s) are integers and act as
+       integer multiplicities in the lazy exact inversion of (31) (``_GapLaw``; ties and
+       points at the bounds give gaps of length 0, weight 0, never chosen);
+    2. release fl(θ), θ uniform on [x_(i), x_(i+1)], by revealing random bits of θ until its
+       nearest float64 is decided (``_uniform_rounded``); rounding is post-processing.
+
+    No floating point enters a sampling decision: clipping, sorting and the comparisons are
+    deterministic per-record preprocessing; b and every weight are exact rationals; bits come
+    from ``rng`` (default a fresh ``secrets.SystemRandom()``). ``index`` is i (= N_D(θ) on the
+    open gap), ``value`` the released float in [lower, upper]; ε_impl = (-log b)·Δ̃_osc ≤ ε,
+    ρ = ε_impl²/8. Work: O(n log n) to sort plus O(window) exact operations around the mode
+    (see ``_GapLaw``); :func:`quantile_gap_probabilities` is the exact law for tests.
     """
-    grid = quantile_grid(lower, upper, grid_size)
-    osc = quantile_osc_sensitivity(q, neighbouring)
-    _positive(epsilon, "epsilon")
-    q_tilde = Fraction(q).limit_denominator(QUANTILE_DENOMINATOR)
-    num, den = q_tilde.numerator, q_tilde.denominator
+    return exact_quantile_samples(data, q, lower, upper, epsilon, neighbouring, 1, rng)[0]
+
+
+def exact_quantile_samples(
+    data: Sequence[float],
+    q: float,
+    lower: float,
+    upper: float,
+    epsilon: float,
+    neighbouring: Neighbouring,
+    n_samples: int,
+    rng: RandomBits | None = None,
+) -> list[ExactDraw]:
+    """``n_samples`` independent draws of :func:`exact_quantile`, each ε-DP (the caller
+    accounts for their composition); the data are sorted and the law prepared once."""
+    num, den, osc, base = _quantile_setup(q, lower, upper, epsilon, neighbouring)
+    count = _check_positive_int(n_samples, "n_samples")
     rng = _bits(rng)
-    try:
-        x = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError):
-        x = np.empty((0, 0))
-    if x.ndim != 1:
-        raise InvalidParameter("data", "must be a 1-D sequence of numbers")
-    x = np.sort(np.clip(np.where(np.isnan(x), lower, x), lower, upper))
-    at_or_below = np.searchsorted(x, grid, side="right")  # N_D(θ_i), non-decreasing in i
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(at_or_below)) + 1))
-    lengths = np.diff(np.append(starts, len(grid))).tolist()
-    utilities = [-abs(den * c - num * len(x)) for c in at_or_below[starts].tolist()]
-    run, eps_impl, rho, base = _em_draw(lengths, utilities, epsilon, osc, rng)
-    index = int(starts[run]) + uniform_below(lengths[run], rng)
-    return ExactDraw(index, eps_impl, rho, base, float(grid[index]))
+    x = _clipped_sorted(data, lower, upper)
+    edges, below, gaps = _quantile_gaps(x, num, den, float(lower), float(upper))
+    law = _GapLaw(edges, gaps, int(base * (1 << BASE_BITS)))
+    eps_impl = exponential_base_loss(epsilon, osc)
+    rho = _ceil_float(Fraction(eps_impl) ** 2 / 8)
+    out = []
+    for _ in range(count):
+        j = law.draw(rng)
+        value = _uniform_rounded(float(edges[j]), float(edges[j + 1]), rng)
+        out.append(ExactDraw(int(below[j]), eps_impl, rho, base, value))
+    return out
+
+
+def quantile_gap_probabilities(
+    data: Sequence[float],
+    q: float,
+    lower: float,
+    upper: float,
+    epsilon: float,
+    neighbouring: Neighbouring,
+) -> list[tuple[float, float, Fraction]]:
+    """The exact law of :func:`exact_quantile`'s gap: (x_(i), x_(i+1), P(i)) for i = 0..n.
+
+    P(i) = L_i·b^{ũ*-ũ_i} / Σ_k L_k·b^{ũ*-ũ_k} as a Fraction, L_i = x_(i+1) - x_(i) exactly
+    (0 for ties), through :func:`em_probabilities` with the lengths as integer counts; θ is
+    uniform on the gap given i. Big integers of about 64·max(ũ*-ũ) bits per gap: a reference
+    for tests and audits on small n, not a sampler.
+    """
+    num, den, _, base = _quantile_setup(q, lower, upper, epsilon, neighbouring)
+    x = _clipped_sorted(data, lower, upper)
+    ends = [float(lower), *x.tolist(), float(upper)]
+    scale = _dyadic_scale(np.asarray(ends))
+    ints = [_scaled(e, scale) for e in ends]
+    counts = [b - a for a, b in itertools.pairwise(ints)]
+    scores = [-abs(den * i - num * len(x)) for i in range(len(x) + 1)]
+    probs = em_probabilities(scores, base, counts)
+    return [(ends[i], ends[i + 1], p) for i, p in enumerate(probs)]
 
 
 # --------------------------------------------------------------------------- permute-and-flip

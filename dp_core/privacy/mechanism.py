@@ -11,7 +11,7 @@ plan's cost, then calls :meth:`sample`). Private runs seed from ``secrets``; a s
 passed.
 
 Methods: ``shk`` (certificate scope ``mean_field``) for every continuous family; ``exact``
-(scope ``exact``) for ``mode`` (finite set), ``quantile`` (public grid of 4096 points) and the
+(scope ``exact``) for ``mode`` (finite set), ``quantile`` (the continuous law, no grid) and the
 other families on domains of dimension <= 3 (EM over a public grid, :mod:`grid`).
 """
 
@@ -36,10 +36,8 @@ from dp_core.privacy.utilities import KMeans, Mode, Quantile, UtilityFamily, Uti
 from dp_core.privacy.utilities.base import check_neighbouring
 from dp_core.privacy.utilities.kmeans import canonical_centres
 
-__all__ = ["EXACT_QUANTILE_GRID", "ExponentialMechanism", "Plan", "Release"]
+__all__ = ["ExponentialMechanism", "Plan", "Release"]
 
-EXACT_QUANTILE_GRID = 4096
-"""Public grid size of the exact quantile mechanism."""
 SNAP_BITS = 24
 """Released SHK values are rounded to multiples of scale(Θ)·2^-24 (note §7.4)."""
 MAX_SAMPLES = 10_000
@@ -209,19 +207,16 @@ class ExponentialMechanism:
             return np.asarray(out, dtype=np.int64)
         if not isinstance(utility, Quantile):
             return grid_release(utility, data, per_sample, self.neighbouring, plan.n_samples)
-        values = np.asarray(data, dtype=np.float64).ravel()
-        for _ in range(plan.n_samples):
-            draw = exact.exact_quantile(
-                values,
-                utility.q,
-                utility.lower,
-                utility.upper,
-                EXACT_QUANTILE_GRID,
-                per_sample,
-                self.neighbouring,  # type: ignore[arg-type]
-            )
-            out.append([draw.value])
-        return np.asarray(out, dtype=np.float64)
+        draws = exact.exact_quantile_samples(  # the continuous law (no grid), sorted once
+            np.asarray(data, dtype=np.float64).ravel(),
+            utility.q,
+            utility.lower,
+            utility.upper,
+            per_sample,
+            self.neighbouring,  # type: ignore[arg-type]
+            plan.n_samples,
+        )
+        return np.asarray([[draw.value] for draw in draws], dtype=np.float64)
 
 
 def _secret_subset(n: int, m: int) -> np.ndarray:
