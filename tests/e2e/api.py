@@ -34,7 +34,7 @@ CHEAP_RELEASE: dict[str, Any] = {"utility": QUANTILE, "epsilon": 0.5, "sampler":
 """An SHK release of a few hundred steps on 64 particles: about 0.1 s once kernels are loaded
 (on an idle machine; the parallel Numba kernels slow down a lot when the cores are shared)."""
 EXACT_RELEASE: dict[str, Any] = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
-"""The exact mechanism on the public 4096-point grid: NumPy only, a few milliseconds."""
+"""The exact continuous quantile (no grid): a sort and exact integer sampling, milliseconds."""
 FIRST_RELEASE_TIMEOUT_S = 180.0
 """The first SHK release in a process loads (in a fresh checkout: compiles) the Numba kernels."""
 
