@@ -12,16 +12,26 @@ from hypothesis import strategies as st
 from dp_core.errors import InvalidParameter
 from dp_core.flows.shk import relaxation_schedule
 from dp_core.privacy import ClippedMean, ExponentialMechanism, KMeans, Mode, Quantile
+from dp_core.privacy import exact as exact_module
 from dp_core.privacy.certificates import route_c_beta
-from dp_core.privacy.grid import public_grid
+from dp_core.privacy.grid import QUANTUM_DIVISIONS, grid_inverse_temperature, public_grid
 from dp_core.privacy.schedule import shk_schedule
-from dp_core.privacy.utilities import Sensitivity
+from dp_core.privacy.utilities import LinearRegression, LogisticRegression, Sensitivity
 
+FORMS = ("gradient_norm", "loss")
+KMEANS_1D = [KMeans((0.0,), (1.0,), 2, 0.5, form=f) for f in FORMS]
+GRID_FAMILIES = [  # the exact path's families (dim <= 3), both forms
+    *[ClippedMean((0.0, 0.0), (10.0, 10.0), 3.0, form=f) for f in FORMS],
+    *[ClippedMean((-5.0,), (5.0,), form=f) for f in FORMS],
+    *KMEANS_1D,
+    *[LinearRegression((-1.0, -1.0), (1.0, 1.0), -2.0, 2.0, 1.0, form=f) for f in FORMS],
+    *[LogisticRegression((-1.0, 0.0, -2.0), (1.0, 3.0, 2.0), 2.0, form=f) for f in FORMS],
+]
 FAMILIES = [
     Quantile(0.5, 0.0, 100.0),
     Quantile(0.9, -1.0, 1.0),
-    ClippedMean((0.0, 0.0), (10.0, 10.0), 3.0),
-    KMeans((0.0,), (1.0,), 2, 0.5),
+    *GRID_FAMILIES,
+    *[KMeans((0.0, 0.0), (1.0, 1.0), 3, form=f) for f in FORMS],  # k·d = 6: SHK only
 ]
 
 
@@ -149,31 +159,115 @@ def test_exact_methods_and_refusals() -> None:
     assert err.value.field == "n_samples"
 
 
-def test_exact_grid_mechanism_for_low_dimensional_families() -> None:
-    """EM over a public grid (note §7.3): the draw is a grid point; with a large ε the mean of
-    concentrated records is found to within the mesh (8/64 per axis) of the clipped mean."""
+@pytest.mark.parametrize("form,meshes", [("gradient_norm", 1), ("loss", 2)])
+def test_exact_grid_mechanism_for_low_dimensional_families(form: str, meshes: int) -> None:
+    """EM over a public grid (note §7.3): the draw is a grid point and, at a large ε, lands
+    within ``meshes`` mesh widths h = 8/64 of the sample mean per axis (the records lie within
+    2 of it, so neither clip binds and the mean is the maximiser).
+
+    Per sample ε = 25; λ = grid_inverse_temperature. Gradient form: u = -n|θ - m| (n = 400),
+    λ = 25/(2050·2/1024) = 6.2; the nearest grid point has |δ| <= h/√2, any point with
+    |δ|_∞ > h has |δ| > h: a score gap >= n(h - h/√2) - 2(n q √2/2 + q) = 13.5, a relative
+    weight <= e^{-84} (4096 points: e^{-76}). Loss form: u = -n|θ - m|² - const, λ = 25/4; at
+    |δ|_∞ > 2h the gap is >= n(4h² - h²/2) - n q = 20.3, a weight <= e^{-127}."""
     rng = np.random.default_rng(4)
     records = rng.normal(3.0, 0.2, size=(400, 2))
-    utility = ClippedMean((0.0, 0.0), (8.0, 8.0), 2.0)
+    utility = ClippedMean((0.0, 0.0), (8.0, 8.0), 2.0, form=form)
     release = ExponentialMechanism(utility, 50.0, n_max=400, method="exact").sample(records, 2)
     grid = public_grid(utility.domain)
     assert release.certificate.scope == "exact"
+    assert release.certificate.utility_form == form
     assert all(any(np.array_equal(s, g) for g in grid) for s in release.samples)
-    assert np.all(np.abs(release.samples - records.mean(axis=0)) <= 8.0 / 64 + 0.05)
+    assert np.all(np.abs(release.samples - records.mean(axis=0)) <= meshes * 8.0 / 64)
 
 
-def test_grid_scores_have_the_declared_integer_sensitivity() -> None:
-    """Each record's integer contribution lies in [0, ceil(B/q)], so adding one record moves
-    every grid score by at most the oscillation sensitivity the mechanism is called with."""
-    utility = KMeans((0.0,), (1.0,), 2, 0.5)
-    grid = public_grid(utility.domain)
-    rng = np.random.default_rng(5)
-    bound = utility.loss_bound
-    quantum = bound / 1024
-    for _ in range(20):
-        x = utility.clip_records(rng.uniform(-1, 2, size=(1, 1)))
-        contribution = np.rint(np.clip(utility.record_losses(x, grid), 0, bound) / quantum)
-        assert contribution.min() >= 0 and contribution.max() <= math.ceil(bound / quantum)
+def _integer_osc(utility, neighbouring: str) -> set[int]:
+    """Δ̃_osc of grid.py's docstring from the public parameters: gradient form 2K (add/remove)
+    or 4K (replace-one) with K = ⌈1024 + √d/2⌉; loss form ⌈B/q⌉ or twice it, where
+    fl(B/(B/1024)) may be 1024 or its neighbour above (ceil 1025)."""
+    factor = 1 if neighbouring == "add_remove" else 2
+    if utility.form == "gradient_norm":
+        unit = math.ceil(QUANTUM_DIVISIONS + math.sqrt(utility.domain.dim) / 2)
+        return {2 * factor * unit}
+    return {factor * QUANTUM_DIVISIONS, factor * (QUANTUM_DIVISIONS + 1)}
+
+
+def _quantum(utility) -> float:
+    bound = utility.gradient_bound if utility.form == "gradient_norm" else utility.loss_bound
+    return bound / QUANTUM_DIVISIONS
+
+
+@pytest.mark.parametrize("neighbouring", ["add_remove", "replace_one"])
+@pytest.mark.parametrize("utility", KMEANS_1D, ids=FORMS)
+def test_grid_release_is_called_with_the_declared_integer_sensitivity(
+    monkeypatch, utility, neighbouring
+) -> None:
+    """What the exact release hands the base-2 draw: the per-sample ε and the integer Δ̃_osc
+    of grid.py, which bounds sup|ũ(D') - ũ(D)| and osc(ũ(D') - ũ(D)) for adversarial
+    neighbours (k-means on [0, 1], clip 0.5: records beyond the bounds, at them, on the clip
+    radius and on ties between centres); the certificate's λ is ε/(Δ̃_osc·q)."""
+    calls: list[tuple[list[int], float, int]] = []
+
+    def spy(scores, epsilon, osc, rng=None):  # the draw itself is test_exact's subject
+        calls.append((list(scores), epsilon, osc))
+        return exact_module.ExactDraw(index=0, epsilon_implemented=epsilon, zcdp_rho=0, base=None)
+
+    monkeypatch.setattr(exact_module, "exact_grid_mechanism", spy)
+    records = np.random.default_rng(5).uniform(-0.2, 1.2, size=(200, 1))
+    mech = ExponentialMechanism(utility, 2.0, neighbouring=neighbouring, method="exact")
+    for extreme in (-1.0, 0.0, 1.0, 2.0, 0.5, 0.25, 0.75, 1 / 64):
+        calls.clear()
+        mech.sample(records, 2)
+        if neighbouring == "replace_one":
+            neighbour = records.copy()
+            neighbour[7] = extreme
+        else:
+            neighbour = np.vstack([records, [[extreme]]])
+        mech.sample(neighbour, 2)
+        assert len(calls) == 4  # one draw per sample, from the same scores
+        (a, eps_a, osc), repeat, (b, eps_b, osc_b), _ = calls
+        assert repeat == (a, eps_a, osc)
+        assert eps_a == eps_b == 1.0 and osc == osc_b
+        assert osc in _integer_osc(utility, neighbouring)
+        diff = np.array(b) - np.array(a)
+        assert np.ptp(diff) <= osc and np.max(np.abs(diff)) <= osc
+    lam = mech.plan(2).certificate.inverse_temperature
+    assert lam == pytest.approx(1.0 / (osc * _quantum(utility)), rel=1e-12)
+
+
+@pytest.mark.parametrize("neighbouring", ["add_remove", "replace_one"])
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_exact_plan_reports_the_form_and_the_sampled_inverse_temperature(
+    n_samples: int, neighbouring: str
+) -> None:
+    """The certificate names the utility form ("gradient_norm" by default, "loss" when asked,
+    "count" for the mode) and, for the grid families, the λ of the law actually sampled:
+    grid_inverse_temperature, which is -log(b)/q for the public base b of (31) and never
+    sharper than the continuous mechanism's ε/Δ_osc (K·q >= G, ⌈B/q⌉·q >= B)."""
+    epsilon = 1.5
+    per_sample = epsilon / n_samples
+    for utility in GRID_FAMILIES:
+        kwargs = {"n_max": 1000, "neighbouring": neighbouring}
+        exact_plan = ExponentialMechanism(utility, epsilon, method="exact", **kwargs).plan(
+            n_samples
+        )
+        shk_plan = ExponentialMechanism(utility, epsilon, **kwargs).plan(n_samples)
+        for plan in (exact_plan, shk_plan):
+            assert plan.certificate.utility_form == utility.form
+            assert plan.certificate.as_dict()["utility_form"] == utility.form
+        lam = exact_plan.certificate.inverse_temperature
+        assert lam == grid_inverse_temperature(utility, per_sample, neighbouring)
+        (osc,) = {
+            o
+            for o in _integer_osc(utility, neighbouring)
+            if lam * o * _quantum(utility) == pytest.approx(per_sample, rel=1e-12)
+        }
+        base = exact_module.exponential_base(per_sample, osc)
+        assert -math.log(base) / _quantum(utility) == pytest.approx(lam, rel=1e-9)
+        assert lam <= per_sample / utility.sensitivity(neighbouring, 1000).delta_osc
+    assert ClippedMean((0.0,), (1.0,)).form == "gradient_norm"
+    mode = ExponentialMechanism(Mode(("a", "b")), epsilon, method="exact").plan(n_samples)
+    assert mode.certificate.utility_form == "count"
 
 
 def test_relaxation_phase_is_planned_from_public_parameters() -> None:
