@@ -29,7 +29,7 @@ from dp_core.errors import InvalidParameter
 from dp_core.flows.base import CancelFn, ProgressFn
 from dp_core.privacy import exact
 from dp_core.privacy.certificates import Certificate, exact_certificate, mean_field_certificate
-from dp_core.privacy.grid import MAX_GRID_DIM, grid_release
+from dp_core.privacy.grid import MAX_GRID_DIM, grid_inverse_temperature, grid_release
 from dp_core.privacy.ledger import Charge
 from dp_core.privacy.schedule import DEFAULT_SLACK, SHKSchedule, shk_schedule
 from dp_core.privacy.utilities import KMeans, Mode, Quantile, UtilityFamily, UtilityPotential
@@ -131,17 +131,19 @@ class ExponentialMechanism:
                 "utility", "its sensitivity is not a positive finite number (clip or domain)"
             )
         charge = Charge.bounded_range(self.epsilon)
+        form = _utility_form(self.utility)
         if self.method == "exact":
             # The implemented loss (-log b)·Δ̃_osc of (31) is at most the per-sample ε; the
             # certificate states ε itself (conservative, and known before any record is read).
             cert = exact_certificate(
                 mechanism="exact base-2 exponential mechanism",
                 epsilon_implemented=per_sample,
-                inverse_temperature=per_sample / sens.delta_osc,
+                inverse_temperature=self._exact_inverse_temperature(per_sample, sens.delta_osc),
                 bounded_range=True,
                 n_samples=n_samples,
                 delta=self.delta,
                 neighbouring=self.neighbouring,
+                utility_form=form,
             )
             return Plan("exact", n_samples, charge, cert, None)
         schedule = shk_schedule(
@@ -162,8 +164,25 @@ class ExponentialMechanism:
             n_samples=n_samples,
             delta=self.delta,
             neighbouring=self.neighbouring,
+            utility_form=form,
         )
         return Plan("shk", n_samples, charge, cert, schedule)
+
+    def _exact_inverse_temperature(self, per_sample: float, delta_osc: float) -> float:
+        """λ of the law the exact method samples, in the utility's units: the grid families'
+        integer units make it :func:`grid_inverse_temperature`, the quantile's rational q̃
+        :func:`exact.quantile_inverse_temperature`; the mode ε/Δ_osc (up to the rounding of the
+        base b of (31), a relative 2^-64)."""
+        utility = self.utility
+        if isinstance(utility, Mode):
+            return per_sample / delta_osc
+        if isinstance(utility, Quantile):
+            return exact.quantile_inverse_temperature(
+                per_sample,
+                utility.q,
+                self.neighbouring,  # type: ignore[arg-type]
+            )
+        return grid_inverse_temperature(utility, per_sample, self.neighbouring)
 
     # ------------------------------------------------------------------ private computation
     def sample(
@@ -217,6 +236,17 @@ class ExponentialMechanism:
             plan.n_samples,
         )
         return np.asarray([[draw.value] for draw in draws], dtype=np.float64)
+
+
+def _utility_form(utility: Any) -> str:
+    """The utility's form as the certificate names it: the M-estimation families carry it;
+    the quantile's rank utility is already the norm of the pinball loss's (sub)gradient sum;
+    the mode is a count."""
+    if isinstance(utility, Mode):
+        return "count"
+    if isinstance(utility, Quantile):
+        return "gradient_norm"
+    return str(utility.form)
 
 
 def _secret_subset(n: int, m: int) -> np.ndarray:
