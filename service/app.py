@@ -55,12 +55,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.warm_on_startup:
         readiness.kernels = KernelState.SKIPPED
 
-    app = FastAPI(title="privflow", version=_package_version(), lifespan=_lifespan)
-    metrics = build_metrics()
+    docs = settings.openapi_enabled  # off: /openapi.json, /docs and /redoc are 404
+    app = FastAPI(
+        title="privflow",
+        version=_package_version(),
+        lifespan=_lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
+    metrics = build_metrics(dataset_labels=settings.metrics_dataset_labels)
     store = Store(settings.database_url)
     pool = JobPool(settings.job_workers, settings.job_queue)
     metrics.queue_depth.set_function(lambda: pool.depth)
-    metrics.registry.register(BudgetCollector(lambda: _read_budgets(store, readiness)))
+    metrics.registry.register(
+        BudgetCollector(lambda: _read_budgets(store, readiness), settings.metrics_dataset_labels)
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness = readiness

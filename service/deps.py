@@ -2,7 +2,8 @@
 
 ``ApiKey`` accepts any active key (401 ``unauthenticated`` otherwise); ``AdminKey`` also requires
 the admin role (403 ``forbidden``). Keys are looked up by hash on every request, so a revoked key
-fails at once on every replica.
+fails at once on every replica. ``MetricsReader`` (``/metrics``) accepts an admin key or the
+scrape token of the setting ``metrics_key``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from service.auth import authenticate, matches
 from service.context import ServiceContext
 from service.errors import ApiError
-from service.store.keys import KeyRecord, find_active_key
+from service.store.keys import KeyRecord
 
-__all__ = ["AdminKey", "ApiKey", "Ctx", "IdempotencyKey", "get_ctx"]
+__all__ = ["AdminKey", "ApiKey", "Ctx", "IdempotencyKey", "MetricsReader", "get_ctx"]
 
 
 def get_ctx(request: Request) -> ServiceContext:
@@ -32,18 +34,11 @@ _UNAUTHENTICATED = ApiError(
 )
 
 
-def _api_key(
-    ctx: Ctx,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> KeyRecord:
-    if authorization is None:
-        raise _UNAUTHENTICATED
-    scheme, _, secret = authorization.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret or len(secret) > 200:
-        raise _UNAUTHENTICATED
-    with ctx.store.read() as conn:
-        key = find_active_key(conn, secret)
+Authorization = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def _api_key(ctx: Ctx, authorization: Authorization = None) -> KeyRecord:
+    key = authenticate(ctx.store, authorization)  # sync: FastAPI runs it in its thread pool
     if key is None:
         raise _UNAUTHENTICATED
     return key
@@ -59,6 +54,17 @@ def _admin_key(key: ApiKey) -> KeyRecord:
 
 
 AdminKey = Annotated[KeyRecord, Depends(_admin_key)]
+
+
+def _metrics_reader(ctx: Ctx, authorization: Authorization = None) -> None:
+    token = ctx.settings.metrics_key
+    if token is not None and matches(authorization, token.get_secret_value()):
+        return
+    _admin_key(_api_key(ctx, authorization))
+
+
+MetricsReader = Annotated[None, Depends(_metrics_reader)]
+"""``/metrics``: an admin key (403 for others) or the ``metrics_key`` scrape token."""
 
 IdempotencyKey = Annotated[
     str | None,

@@ -4,6 +4,11 @@ Each app built by ``create_app`` gets its own ``CollectorRegistry`` (never the g
 one), so several apps in one process (tests) do not share counts. Labels come only from the
 matched route template, the method and the response status: never from a raw URL, a query or a
 body, so no label can carry private data or grow without bound.
+
+Dataset ids reach label values only when the operator opts in (``dataset_labels``, the setting
+``PRIVFLOW_METRICS_DATASET_LABELS``); otherwise the per-dataset series are aggregated under the
+one value ``dataset="all"`` (the label stays, so dashboards and rules work either way). The
+exposition is for the operator only: ``/metrics`` needs an admin key (``service.api.health``).
 """
 
 import time
@@ -17,8 +22,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "ALL_DATASETS",
     "UNMATCHED_ROUTE",
     "BudgetCollector",
+    "DatasetCounter",
     "Metrics",
     "MetricsMiddleware",
     "build_metrics",
@@ -32,8 +39,22 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED_ROUTE = "unmatched"
+ALL_DATASETS = "all"
+"""The ``dataset`` label value of every per-dataset series unless dataset labels are opted in."""
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class DatasetCounter:
+    """A counter whose first label is a dataset id, written as :data:`ALL_DATASETS` unless
+    ``dataset_labels`` is on: ``labels(dataset_id, *rest)`` as on a ``Counter``."""
+
+    def __init__(self, counter: Counter, dataset_labels: bool) -> None:
+        self.counter = counter
+        self.dataset_labels = dataset_labels
+
+    def labels(self, dataset_id: str, *rest: str) -> Counter:
+        return self.counter.labels(dataset_id if self.dataset_labels else ALL_DATASETS, *rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +66,8 @@ class Metrics:
     latency: Histogram
     kernels_ready: Gauge
     kernel_warm_seconds: Gauge
-    releases: Counter
-    epsilon_charged: Counter
+    releases: DatasetCounter
+    epsilon_charged: DatasetCounter
     refusals: Counter
     queue_depth: Gauge
     job_seconds: Histogram
@@ -54,8 +75,14 @@ class Metrics:
     sampler_seconds: Counter
 
 
-def build_metrics() -> Metrics:
+def build_metrics(dataset_labels: bool = False) -> Metrics:
     """Build a fresh registry with the service's instruments.
+
+    Parameters
+    ----------
+    dataset_labels
+        Label the per-dataset counters with the dataset id; when False (the default) they are
+        aggregated under ``dataset="all"``.
 
     Returns
     -------
@@ -94,17 +121,23 @@ def build_metrics() -> Metrics:
             "Seconds the last completed kernel warm-up took (compile or cache load).",
             registry=registry,
         ),
-        releases=Counter(
-            "privflow_releases",
-            "Releases charged (admitted by the ledger), by dataset id and method.",
-            ("dataset", "method"),
-            registry=registry,
+        releases=DatasetCounter(
+            Counter(
+                "privflow_releases",
+                "Releases charged (admitted by the ledger), by dataset (id or all) and method.",
+                ("dataset", "method"),
+                registry=registry,
+            ),
+            dataset_labels,
         ),
-        epsilon_charged=Counter(
-            "privflow_epsilon_charged",
-            "Pure epsilon charged to datasets by admitted releases.",
-            ("dataset",),
-            registry=registry,
+        epsilon_charged=DatasetCounter(
+            Counter(
+                "privflow_epsilon_charged",
+                "Pure epsilon charged to datasets by admitted releases, by dataset (id or all).",
+                ("dataset",),
+                registry=registry,
+            ),
+            dataset_labels,
         ),
         refusals=Counter(
             "privflow_refusals",
@@ -140,15 +173,22 @@ def build_metrics() -> Metrics:
 
 
 class BudgetCollector(Collector):
-    """Per-dataset budget gauges read from the store at scrape time.
+    """Budget gauges read from the store at scrape time.
 
     Exposes ``privflow_budget_epsilon``, ``privflow_budget_spent_epsilon`` and
-    ``privflow_budget_remaining_epsilon`` by dataset id: the same public numbers
-    ``GET /v1/datasets/{id}`` returns to an admin, never anything computed from records.
+    ``privflow_budget_remaining_epsilon`` by dataset id when ``dataset_labels`` is on, else
+    summed over every dataset under ``dataset="all"``, and
+    ``privflow_budget_min_remaining_fraction``, the smallest remaining / total epsilon of any
+    dataset (absent while there is none), which needs no dataset label to alert on. These are
+    the same public numbers ``GET /v1/datasets/{id}`` returns to an admin, never anything
+    computed from records.
     """
 
-    def __init__(self, read: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
+    def __init__(
+        self, read: Callable[[], list[tuple[str, dict[str, Any]]]], dataset_labels: bool = False
+    ) -> None:
         self._read = read
+        self._dataset_labels = dataset_labels
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -163,11 +203,37 @@ class BudgetCollector(Collector):
                 ("remaining_epsilon", "Epsilon the dataset has left."),
             )
         }
-        for dataset_id, budget in budgets:
-            families["epsilon"].add_metric([dataset_id], budget["epsilon"])
-            families["spent_epsilon"].add_metric([dataset_id], budget["spent"]["epsilon"])
-            families["remaining_epsilon"].add_metric([dataset_id], budget["remaining"]["epsilon"])
+        rows = [
+            (
+                dataset_id,
+                budget["epsilon"],
+                budget["spent"]["epsilon"],
+                budget["remaining"]["epsilon"],
+            )
+            for dataset_id, budget in budgets
+        ]
+        if rows and not self._dataset_labels:
+            total = sum(row[1] for row in rows)
+            spent = sum(row[2] for row in rows)
+            remaining = sum(row[3] for row in rows)
+            rows = [(ALL_DATASETS, total, spent, remaining)]
+        for label, total, spent, remaining in rows:
+            families["epsilon"].add_metric([label], total)
+            families["spent_epsilon"].add_metric([label], spent)
+            families["remaining_epsilon"].add_metric([label], remaining)
         yield from families.values()
+        fractions = [
+            budget["remaining"]["epsilon"] / budget["epsilon"]
+            for _, budget in budgets
+            if budget["epsilon"] > 0
+        ]
+        lowest = GaugeMetricFamily(
+            "privflow_budget_min_remaining_fraction",
+            "Smallest remaining / total epsilon over every dataset (no dataset label needed).",
+        )
+        if fractions:
+            lowest.add_metric([], min(fractions))
+        yield lowest
 
 
 def render_metrics(metrics: Metrics, accept: str | None) -> tuple[bytes, str]:

@@ -4,14 +4,29 @@ There is no module-level instance: ``create_app`` and the CLI build a ``Settings
 need one, so importing this module reads nothing from the environment.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["LogLevel", "Settings"]
+__all__ = ["MIN_SECRET_CHARS", "LogLevel", "Settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+MIN_SECRET_CHARS = 32
+"""Shortest accepted secret setting (``secrets.token_urlsafe(32)`` gives 43 characters)."""
+
+
+def _long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_CHARS} characters; generate one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value
+
+
+LongSecret = Annotated[SecretStr, AfterValidator(_long_enough)]
 
 
 class Settings(BaseSettings):
@@ -37,6 +52,18 @@ class Settings(BaseSettings):
     admin_key
         The first admin API key (API.md "Auth"). Stored only as a hash; without it no admin
         can authenticate until one is created by another admin.
+    metrics_key
+        A scrape token for Prometheus: ``Authorization: Bearer <metrics_key>`` opens ``/metrics``
+        and nothing else (it is not an API key). Admin keys open ``/metrics`` too; without this
+        setting only they do. At least 32 characters.
+    metrics_dataset_labels
+        Label the per-dataset series of ``/metrics`` (budgets, releases, epsilon charged) with
+        dataset ids. Off by default: they are then summed under ``dataset="all"``, so no
+        dataset id reaches Prometheus or whoever reads it. ``/metrics`` needs an admin key or
+        the scrape token either way (docs/deploy.md, "How metrics are secured").
+    openapi_enabled
+        Serve the OpenAPI document (``/openapi.json``) and its browsable pages (``/docs``,
+        ``/redoc``). On by default for development; 404 when off (the compose deployment).
     max_points
         Largest number of points (or records) one request may carry; more is 413.
     max_body_bytes
@@ -51,7 +78,10 @@ class Settings(BaseSettings):
         marked ``aborted`` (its charge stays spent).
     """
 
-    model_config = SettingsConfigDict(env_prefix="PRIVFLOW_", extra="ignore")
+    # Errors never echo a value: a rejected setting may be a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="PRIVFLOW_", extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -60,6 +90,9 @@ class Settings(BaseSettings):
     warm_on_startup: bool = True
     database_url: str = "sqlite:///./privflow.db"
     admin_key: SecretStr | None = None
+    metrics_key: LongSecret | None = None
+    metrics_dataset_labels: bool = False
+    openapi_enabled: bool = True
     max_points: int = Field(default=1_000_000, ge=1)
     max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     job_workers: int = Field(default=1, ge=1, le=64)

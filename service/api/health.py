@@ -2,7 +2,9 @@
 
 ``create_app`` puts a ``Readiness`` on ``app.state.readiness``; the kernel warm-up thread writes
 it and ``/readyz`` reads it. Readiness answers an RFC 9457 problem (code ``not_ready``) until it
-is ready.
+is ready. ``/healthz`` and ``/readyz`` are open (probes); ``/metrics`` is for the operator only
+(ARCHITECTURE.md, privacy rule 3): it needs an admin key or the scrape token of the setting
+``metrics_key`` (401 without either, 403 for an analyst key).
 """
 
 from dataclasses import dataclass
@@ -13,6 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from service.api._common import problems
+from service.deps import MetricsReader
 from service.metrics import render_metrics
 
 __all__ = ["KernelState", "Readiness", "router"]
@@ -97,10 +101,10 @@ def _store_answers(request: Request) -> bool:
 
 @router.get(
     "/metrics",
-    summary="Prometheus exposition of this process's metrics",
+    summary="Prometheus exposition of this process's metrics (admin key or scrape token)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, **problems(401, 403)},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, _: MetricsReader) -> Response:
     body, content_type = render_metrics(request.app.state.metrics, request.headers.get("accept"))
     return Response(body, media_type=content_type)

@@ -21,11 +21,17 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from service.settings import Settings
 from tests.deploy.dockerfile import ROOT, healthcheck, load
 
 COMPOSE = ROOT / "docker-compose.yml"
 EXAMPLE_ENV = ROOT / "deploy" / "example.env"
-SECRETS = ("PRIVFLOW_ADMIN_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = (
+    "PRIVFLOW_ADMIN_KEY",
+    "PRIVFLOW_METRICS_KEY",
+    "POSTGRES_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
 SECRET_NAME = re.compile(r"KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PGPASS", re.IGNORECASE)
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
 
@@ -135,6 +141,41 @@ def test_the_example_env_names_every_variable_with_placeholder_secrets() -> None
         assert example[name].startswith("change-me"), name
 
 
+def test_operator_surfaces_are_closed(compose: dict[str, Any]) -> None:
+    """/openapi.json off, no dataset ids in metric labels, Prometheus holds the scrape token."""
+    services = compose["services"]
+    environment = services["privflow"]["environment"]
+    for name, default in (
+        ("PRIVFLOW_OPENAPI_ENABLED", "false"),
+        ("PRIVFLOW_METRICS_DATASET_LABELS", "false"),
+    ):
+        match = INTERPOLATION.fullmatch(str(environment[name]))
+        assert match and match["name"] == name and (match["op"], match["arg"]) == (":-", default)
+    assert _example_env()["PRIVFLOW_OPENAPI_ENABLED"] == "false"
+    assert _example_env()["PRIVFLOW_METRICS_DATASET_LABELS"] == "false"
+    # The token privflow accepts is the secret Prometheus gets as a file.
+    token = INTERPOLATION.fullmatch(str(environment["PRIVFLOW_METRICS_KEY"]))
+    assert token and token["name"] == "PRIVFLOW_METRICS_KEY"
+    (secret,) = services["prometheus"]["secrets"]
+    assert compose["secrets"][secret] == {"environment": "PRIVFLOW_METRICS_KEY"}
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "privflow"]
+    assert job["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": f"/run/secrets/{secret}",
+    }
+
+
+def test_the_example_env_keys_are_settings_privflow_accepts() -> None:
+    example = _example_env()
+    settings = Settings(
+        _env_file=None,
+        admin_key=example["PRIVFLOW_ADMIN_KEY"],
+        metrics_key=example["PRIVFLOW_METRICS_KEY"],
+    )
+    assert settings.admin_key is not None and settings.metrics_key is not None
+
+
 def test_mounted_configuration_files_exist(services: dict[str, Any]) -> None:
     for name, service in services.items():
         for mount in service.get("volumes", []):
@@ -219,6 +260,8 @@ def test_docker_compose_config_accepts_the_example_env(
     privflow = config["services"]["privflow"]
     assert privflow["deploy"]["replicas"] == 2
     assert privflow["environment"]["PRIVFLOW_ADMIN_KEY"] == _example_env()["PRIVFLOW_ADMIN_KEY"]
+    assert privflow["environment"]["PRIVFLOW_OPENAPI_ENABLED"] == "false"
+    assert set(config["services"]["prometheus"]["secrets"][0].values()) >= {"privflow_metrics_key"}
 
 
 @pytest.mark.parametrize("secret", SECRETS)

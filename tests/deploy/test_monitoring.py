@@ -28,6 +28,7 @@ from tests.deploy.dockerfile import ROOT
 DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "privflow.json"
 ADMIN_KEY = "pf_deploy_test_admin_key_0123456789"
+SCRAPE_TOKEN = "deploy-test-scrape-token-0123456789"
 # Series Prometheus adds itself, and the labels it attaches to every scraped sample.
 PROMETHEUS_SERIES = {"up": set[str]()}
 TARGET_LABELS = {"instance", "job"}
@@ -70,7 +71,10 @@ class Exported:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     store = tmp_path_factory.mktemp("metrics") / "privflow.db"
     settings = Settings(
-        warm_on_startup=False, database_url=f"sqlite:///{store}", admin_key=ADMIN_KEY
+        warm_on_startup=False,
+        database_url=f"sqlite:///{store}",
+        admin_key=ADMIN_KEY,
+        metrics_key=SCRAPE_TOKEN,
     )
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with TestClient(create_app(settings)) as client:
@@ -95,7 +99,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
         assert first.status_code == 201, first.text
         refused = client.post(path, json=release, headers=headers)
         assert refused.status_code == 409, refused.text  # a refusal by code
-        response = client.get("/metrics")
+        # Scraped as Prometheus does (deploy/prometheus.yml): with the scrape token.
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
     assert response.status_code == 200
     found = Exported()
     for family in text_string_to_metric_families(response.text):

@@ -20,7 +20,7 @@ def test_ready_once_the_kernels_are_warm(sqlite_url: str, serve: Serve) -> None:
     assert all(status == 503 and body["code"] == "not_ready" for status, body in waiting)
     with server.client(timeout=FIRST_RELEASE_TIMEOUT_S) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=ADMIN).text
         assert "privflow_kernels_ready 1.0" in metrics.splitlines()
         ds = create_dataset(client, epsilon=1.0)
         release = client.post(f"/v1/datasets/{ds['id']}/samples", json=CHEAP_RELEASE, headers=ADMIN)

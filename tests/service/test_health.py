@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import dp_core.engine
 from service.app import create_app
 from service.settings import Settings
+from tests.service.conftest import ADMIN_KEY, auth
 
 POLL_TIMEOUT_S = 10.0
 
@@ -28,7 +29,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float = POLL_TIMEOUT_S) ->
 
 def _sample(client: TestClient, name: str, **labels: str) -> float | None:
     """Value of the sample ``name{labels}`` in the app's /metrics, or None when absent."""
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=auth(ADMIN_KEY))
     assert response.status_code == 200
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -124,7 +125,7 @@ def test_metrics_count_requests_by_route_template(make_settings: Callable[..., S
         assert client.get("/no/such/path/9931").status_code == 404
         assert client.post("/healthz").status_code == 405
 
-        response = client.get("/metrics")
+        response = client.get("/metrics", headers=auth(ADMIN_KEY))
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         assert "4217" not in response.text and "9931" not in response.text  # no raw URLs

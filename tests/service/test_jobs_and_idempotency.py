@@ -320,7 +320,7 @@ def test_full_queue_is_429_and_charges_nothing(one_slot: TestClient, admin: dict
             assert retry_after is not None and retry_after.isdigit() and int(retry_after) >= 1
         assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.05)
         assert len(_ledger(client, dataset["id"])) == 1
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=admin).text
         assert 'privflow_refusals_total{code="overloaded"} 3.0' in metrics
     finally:
         assert _cancel_and_wait(client, job_id, admin)["status"] == "cancelled"

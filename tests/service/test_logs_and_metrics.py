@@ -125,7 +125,7 @@ def _private_values_stay_out(
     )  # fmt: skip
     assert bad.status_code == 422
     assert client.get("/v1/datasets", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    metrics_text = client.get("/metrics").text
+    metrics_text = client.get("/metrics", headers=admin).text
 
     forbidden = set(PRIVATE_STRINGS) | _number_strings(released) | {ADMIN_KEY, analyst_secret}
     assert len(released) == 3
@@ -142,8 +142,14 @@ def _private_values_stay_out(
 
 
 def test_metrics_report_releases_budgets_refusals_and_jobs(
-    client: TestClient, admin: dict[str, str]
+    make_settings: Callable[..., Settings], admin: dict[str, str]
 ) -> None:
+    # Per-dataset series need the operator's opt-in (test_operator_surfaces: the default).
+    with TestClient(create_app(make_settings(metrics_dataset_labels=True))) as client:
+        _releases_budgets_refusals_and_jobs(client, admin)
+
+
+def _releases_budgets_refusals_and_jobs(client: TestClient, admin: dict[str, str]) -> None:
     dataset_id = _dataset(client, admin, epsilon=3.0)
     other_id = _dataset(client, admin, epsilon=7.0)
     exact = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
@@ -154,8 +160,8 @@ def test_metrics_report_releases_budgets_refusals_and_jobs(
     replay = {**admin, "Idempotency-Key": "once"}
     for _ in range(2):
         assert _samples(client, dataset_id, exact, replay).status_code == 201
-    text = client.get("/metrics").text
-    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
+    text = client.get("/metrics", headers=admin).text
+    assert client.get("/metrics", headers=admin).headers["content-type"].startswith("text/plain")
 
     assert _metric(text, "privflow_releases_total", dataset=dataset_id, method="exact") == 3.0
     assert _metric(text, "privflow_releases_total", dataset=dataset_id, method="shk") == 1.0
@@ -177,7 +183,7 @@ def test_metrics_report_releases_budgets_refusals_and_jobs(
     # A refusal is counted by code and changes no budget gauge.
     refused = _samples(client, dataset_id, {**exact, "epsilon": 1.0}, admin)
     assert refused.status_code == 409
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=admin).text
     assert _metric(text, "privflow_refusals_total", code="budget_exceeded") == 1.0
     assert _metric(text, "privflow_budget_remaining_epsilon", dataset=dataset_id) == (
         pytest.approx(0.75)
@@ -205,7 +211,9 @@ def test_queue_depth_counts_work_in_flight(client: TestClient, admin: dict[str, 
     body = {"utility": QUANTILE, "epsilon": 0.05, "sampler": {"particles": 20000}, "async": True}
     job_id = _samples(client, dataset_id, body, admin).json()["job_id"]
     try:
-        assert _metric(client.get("/metrics").text, "privflow_job_queue_depth") == 1.0
+        assert (
+            _metric(client.get("/metrics", headers=admin).text, "privflow_job_queue_depth") == 1.0
+        )
     finally:
         client.delete(f"/v1/jobs/{job_id}", headers=admin)
         deadline = time.monotonic() + 60
@@ -213,7 +221,7 @@ def test_queue_depth_counts_work_in_flight(client: TestClient, admin: dict[str, 
             assert time.monotonic() < deadline
             time.sleep(0.05)
     deadline = time.monotonic() + 10
-    while _metric(client.get("/metrics").text, "privflow_job_queue_depth") != 0.0:
+    while _metric(client.get("/metrics", headers=admin).text, "privflow_job_queue_depth") != 0.0:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
