@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import get_num_threads, njit
 
+from dp_core.engine import kde
 from dp_core.engine.rng import next_uniform
 
-__all__ = ["birth_death_rates", "birth_death_sweep"]
+__all__ = ["birth_death_rates", "birth_death_sweep", "reaction"]
 
 
 @njit(cache=True, nogil=True)
@@ -78,3 +80,32 @@ def birth_death_sweep(x, v, grad, beta, dt, rng, order):
             grad[j] = snap_g[i]
             events += 1
     return events
+
+
+@njit(cache=True, nogil=True)
+def _reaction_1d(x, v, grad, s, n_split, dt, rng, log_kde, beta, order):
+    kde._log_kde_1d_kernel(x, s, n_split, log_kde)
+    birth_death_rates(log_kde, v, beta)
+    return birth_death_sweep(x, v, grad, beta, dt, rng, order)
+
+
+def reaction(
+    x: np.ndarray,
+    v: np.ndarray,
+    grad: np.ndarray,
+    bandwidth: float,
+    dt: float,
+    rng: np.ndarray,
+    log_kde: np.ndarray,
+    beta: np.ndarray,
+    order: np.ndarray,
+) -> int:
+    """The whole reaction step in place: ``log_kde`` (N,) receives
+    :func:`dp_core.engine.kde.log_kde_self`, ``beta`` (N,) the rates, then one jump sweep;
+    returns the event count. In d = 1 it is a single compiled call."""
+    if x.shape[1] == 1 and x.shape[0] > 0:
+        s = 1.0 / (math.sqrt(2.0) * bandwidth)
+        return _reaction_1d(x, v, grad, s, get_num_threads(), dt, rng, log_kde, beta, order)
+    log_kde[:] = kde.log_kde_self(x, bandwidth)
+    birth_death_rates(log_kde, v, beta)
+    return birth_death_sweep(x, v, grad, beta, dt, rng, order)

@@ -87,9 +87,11 @@ def mala_accept(x, v, grad, proposal, v_prop, grad_prop, inside, steps, rng, acc
     """Metropolis decision; accepted particles take the proposal and its V, ∇V (in place).
 
     ``steps`` are the proposals' steps. Every particle draws one uniform whether or not its
-    proposal was inside, so streams stay aligned across runs. ``accepted[i]`` is set to 1 or 0.
+    proposal was inside, so streams stay aligned across runs. ``accepted[i]`` is set to 1 or 0;
+    returns the number of accepted proposals.
     """
     n, d = x.shape
+    count = 0
     for i in prange(n):
         u = 1.0 - next_uniform(rng, i)
         accepted[i] = 0
@@ -106,10 +108,12 @@ def mala_accept(x, v, grad, proposal, v_prop, grad_prop, inside, steps, rng, acc
         log_alpha = -(v_prop[i] - v[i]) - (bwd - fwd) * inv4h
         if math.log(u) <= log_alpha:
             accepted[i] = 1
+            count += 1
             for k in range(d):
                 x[i, k] = proposal[i, k]
                 grad[i, k] = grad_prop[i, k]
             v[i] = v_prop[i]
+    return count
 
 
 @njit(parallel=True, cache=True, nogil=True)

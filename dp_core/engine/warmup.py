@@ -20,6 +20,7 @@ from dp_core.engine import (
     birth_death,
     gram,
     grid_scores,
+    kde,
     kernels,
     langevin,
     matrix_maps,
@@ -77,6 +78,12 @@ def _warm_particles() -> None:
     beta = np.empty(3)
     birth_death.birth_death_rates(v, v, beta)
     birth_death.birth_death_sweep(x, v, g, beta, 0.01, streams[:1].copy(), np.empty(3, np.int64))
+    x1 = _tiny_points(3, 1)
+    kde.log_kde_self(x1, 0.5)
+    order = np.empty(3, np.int64)
+    birth_death.reaction(
+        x1, v, g[:, :1].copy(), 0.5, 0.01, streams[:1].copy(), v.copy(), beta, order
+    )
 
 
 def _warm_potentials() -> None:
@@ -159,6 +166,8 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
             langevin.mala_accept,
             birth_death.birth_death_rates,
             birth_death.birth_death_sweep,
+            kde._log_kde_1d_kernel,
+            birth_death._reaction_1d,
         ),
     ),
     "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dp_core.engine import birth_death, kde, langevin, rng
+from dp_core.engine import birth_death, langevin, rng
 from dp_core.errors import InvalidParameter, NumericalFailure
 from dp_core.flows.base import CancelFn, ProgressFn, RunDescription, RunResult, run_steps
 from dp_core.types import Domain, FloatArray, Potential, as_particles
@@ -182,52 +182,57 @@ class SHKSampler:
             raise InvalidParameter("relaxation", "this sampler has no relaxation phase")
         kind, a, b = self.domain.engine_arrays()
         dt, h, potential = self.step_size, self.bandwidth, self.potential
-        buffers: dict[str, np.ndarray] = {}
+        reaction, transport, relaxation = self.reaction, self.transport, self.relaxation
+        # Work arrays, allocated on the first step and again only if N changes (it does not
+        # within a run): the per-step Python work is a handful of engine calls.
+        work: dict[str, np.ndarray] = {}
 
-        def buffer(name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-            arr = buffers.get(name)
-            if arr is None or arr.shape != shape:
-                arr = buffers[name] = np.empty(shape, dtype=dtype)
-            return arr
+        def buffers(n: int, d: int) -> dict[str, np.ndarray]:
+            if work.get("n") is None or work["n"].shape[0] != n:
+                work.clear()
+                work["n"] = np.empty(n)  # marks the size
+                work["beta"] = np.empty(n)
+                work["log_kde"] = np.empty(n)
+                work["order"] = np.empty(n, dtype=np.int64)
+                work["steps"] = np.full(n, dt)  # the flow's MALA steps
+                work["relax_steps"] = np.empty(n)  # drawn before every relaxation move
+                work["proposal"] = np.empty((n, d))
+                work["inside"] = np.empty(n, dtype=np.uint8)
+                work["accepted"] = np.empty(n, dtype=np.uint8)
+            return work
 
         def step(state: SHKState) -> tuple[SHKState, SHKInfo]:
             x, v, g = state.particles, state.potential, state.grad
             n = x.shape[0]
+            buf = buffers(n, x.shape[1])
             events = 0
-            if self.reaction and n > 1:
-                beta = buffer("beta", (n,))
-                birth_death.birth_death_rates(kde.log_kde_self(x, h), v, beta)
-                events = birth_death.birth_death_sweep(
-                    x, v, g, beta, dt, state.sweep_rng, buffer("order", (n,), np.int64)
+            if reaction and n > 1:
+                events = birth_death.reaction(
+                    x, v, g, h, dt, state.sweep_rng, buf["log_kde"], buf["beta"], buf["order"]
                 )
-            accepted_rate = 0.0
-            if self.transport:
-                steps = buffer("steps", (n,))
-                steps[:] = dt
-                accepted_rate = move(state, steps)
+            accepted_rate = move(state, buf["steps"], buf) if transport else 0.0
             if not np.isfinite(v).all():
                 raise NumericalFailure("the potential is not finite at some particle")
             return state._replace(steps_done=state.steps_done + 1), SHKInfo(accepted_rate, events)
 
-        def move(state: SHKState, steps: np.ndarray) -> float:
+        def move(state: SHKState, steps: np.ndarray, buf: dict[str, np.ndarray]) -> float:
             """One MALA move per particle with the given steps; returns the acceptance rate."""
             x, v, g = state.particles, state.potential, state.grad
-            n = x.shape[0]
-            prop = buffer("proposal", x.shape)
-            inside = buffer("inside", (n,), np.uint8)
-            accepted = buffer("accepted", (n,), np.uint8)
+            prop, inside = buf["proposal"], buf["inside"]
             langevin.mala_propose(x, g, steps, state.particle_rng, kind, a, b, prop, inside)
             v_prop, g_prop = potential.value_and_grad(prop)
-            langevin.mala_accept(
-                x, v, g, prop, v_prop, g_prop, inside, steps, state.particle_rng, accepted
+            accepted = langevin.mala_accept(
+                x, v, g, prop, v_prop, g_prop, inside, steps, state.particle_rng, buf["accepted"]
             )
-            return float(accepted.mean())
+            return accepted / x.shape[0]
 
         def relax(state: SHKState) -> tuple[SHKState, SHKInfo]:
-            assert self.relaxation is not None
-            steps = buffer("steps", (state.particles.shape[0],))
-            langevin.log_uniform_steps(state.particle_rng, *self.relaxation.step_range, steps)
-            accepted_rate = move(state, steps)
+            assert relaxation is not None
+            x = state.particles
+            buf = buffers(x.shape[0], x.shape[1])
+            steps = buf["relax_steps"]
+            langevin.log_uniform_steps(state.particle_rng, *relaxation.step_range, steps)
+            accepted_rate = move(state, steps, buf)
             if not np.isfinite(state.potential).all():
                 raise NumericalFailure("the potential is not finite at some particle")
             return state._replace(steps_done=state.steps_done + 1), SHKInfo(accepted_rate, 0)

@@ -187,3 +187,24 @@ def test_zero_rates_have_no_events():
     xe, ve, ge, events = _sweep(x, v, g, np.zeros(200), 50.0, new_streams(2, 1))
     assert events == 0
     assert np.array_equal(xe, x) and np.array_equal(ve, v) and np.array_equal(ge, g)
+
+
+# --------------------------------------------------------------------------- the whole reaction
+@pytest.mark.parametrize(("n", "d"), [(1, 1), (2, 1), (700, 1), (300, 2)])
+def test_reaction_is_log_kde_then_rates_then_sweep(n, d):
+    """``reaction`` (one compiled call in d = 1) does exactly what its three parts do."""
+    x, v, g, _ = _particles(n, d, seed=40 + n)
+    h, dt = 0.4, 0.3
+    streams = new_streams(9, 1)
+    xa, va, ga = x.copy(), v.copy(), g.copy()
+    log_kde, beta = np.empty(n), np.empty(n)
+    events = birth_death.reaction(
+        xa, va, ga, h, dt, streams, log_kde, beta, np.empty(n, dtype=np.int64)
+    )
+    lk = kde.log_kde_self(x, h)
+    assert np.array_equal(log_kde, lk)
+    assert np.array_equal(beta, _rates(lk, v))
+    xe, ve, ge, events_e = _sweep(x, v, g, _rates(lk, v), dt, new_streams(9, 1))
+    assert events == events_e
+    assert np.array_equal(xa, xe) and np.array_equal(va, ve) and np.array_equal(ga, ge)
+    assert np.array_equal(streams, new_streams(9, 1)) == (n < 2)  # the sweep drew (n >= 2)

@@ -72,7 +72,8 @@ class _Mover:
         told = steps if self.accept_step is None else np.full(n, self.accept_step)
         langevin.mala_propose(x, g, steps, streams, self.kind, self.a, self.b, prop, inside)
         vp, gp = self.state(prop)
-        langevin.mala_accept(x, v, g, prop, vp, gp, inside, told, streams, accepted)
+        count = langevin.mala_accept(x, v, g, prop, vp, gp, inside, told, streams, accepted)
+        assert count == int(accepted.sum())  # the returned count is the flags' sum
         return prop, vp, gp, inside, accepted
 
 
