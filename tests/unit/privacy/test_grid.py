@@ -162,6 +162,80 @@ def test_a_record_contribution_does_not_depend_on_the_batch(name: str, form: str
     assert grid_scores(utility, records, grid) == _scores(utility, case.base).tolist()
 
 
+def _reference_contribution(utility, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """One clipped record's integer contribution at every grid point from grid_scores.py's
+    docstring, in NumPy with the kernels' order of float operations (sums over coordinates left
+    to right; no FMA): loss round(min(max(ℓ, 0), B)/q); gradient g clipped to norm G, then
+    floor(g_a/q + 1/2) per coordinate. Nearest centre: the first minimum (ties to the lowest
+    index). Logistic uses math.exp / math.log1p element by element (the kernels' libm)."""
+    gradient, quantum, unit = _units(utility)
+    theta = grid
+    if isinstance(utility, (ClippedMean, KMeans)):
+        k = utility.k if isinstance(utility, KMeans) else 1
+        d = x.size
+        dists = []
+        for j in range(k):
+            s = np.zeros(len(theta))
+            for a in range(d):
+                diff = theta[:, j * d + a] - x[a]
+                s = s + diff * diff
+            dists.append(s)
+        dists = np.array(dists)
+        nearest = np.argmin(dists, axis=0)
+        if not gradient:
+            c = math.inf if utility.clip is None else utility.clip
+            loss = np.minimum(dists.min(axis=0), min(c, utility.diameter) ** 2)
+        else:
+            g = np.zeros_like(theta)
+            for a in range(d):
+                cols = nearest * d + a
+                g[np.arange(len(theta)), cols] = theta[np.arange(len(theta)), cols] - x[a]
+    else:
+        dot = np.zeros(len(theta))
+        for a in range(x.size - 1):
+            dot = dot + theta[:, a] * x[a]
+        y = x[-1]
+        if isinstance(utility, LinearRegression):
+            residual = dot - y
+            loss = 0.5 * residual * residual
+            g = residual[:, None] * x[None, :-1]
+        else:
+            m = y * dot
+            e = np.array([math.exp(-abs(v)) for v in m])
+            loss = np.maximum(-m, 0.0) + np.array([math.log1p(v) for v in e])
+            sig = np.where(m >= 0.0, e, 1.0) / (1.0 + e)
+            g = (-y * x[None, :-1]) * sig[:, None]
+    if not gradient:
+        bound = utility.loss_bound
+        return np.floor(np.minimum(np.maximum(loss, 0.0), bound) / quantum + 0.5)[:, None]
+    big_g = utility.gradient_bound
+    sq = np.zeros(len(theta))
+    for a in range(g.shape[1]):
+        sq = sq + g[:, a] * g[:, a]
+    scale = np.ones(len(theta))
+    over = sq > big_g * big_g
+    scale[over] = big_g / np.sqrt(sq[over])
+    rounded = np.floor(g * scale[:, None] / quantum + 0.5)
+    keep = np.sum(rounded * rounded, axis=1) <= unit * unit
+    assert keep.all()  # |ĝ| <= K: the limit never binds
+    return rounded
+
+
+@pytest.mark.parametrize("name,form", CASES)
+def test_contributions_follow_the_documented_rounding(name: str, form: str) -> None:
+    """The kernels' per-record integers equal the docstring's formula evaluated in NumPy, bit
+    for bit, for the crafted records (corners, ties, exact .5 roundings) and 5 random ones."""
+    case = _case(name, form)
+    utility, grid = case.utility, case.grid
+    for x, single in zip(case.crafted, case.singles, strict=True):
+        clipped = utility.clip_records(x[None])[0]
+        assert np.array_equal(_reference_contribution(utility, clipped, grid), single)
+    for x in case.records[:5]:
+        clipped = utility.clip_records(x[None])[0]
+        single = _sums(utility, x[None], grid)
+        assert np.array_equal(_reference_contribution(utility, clipped, grid), single)
+
+
 def _peak_units(utility) -> float:
     """The largest single contribution in units of q over Θ and the records: G/q, except the
     logistic gradient |g| <= X·σ(RX) < G (loss forms: B/q, attained at Θ's extremes)."""
