@@ -21,11 +21,12 @@ from fastapi.openapi.utils import get_openapi
 
 from service.api import ROUTERS
 from service.api.health import KernelState, Readiness
+from service.auth import authenticate
 from service.context import ServiceContext
 from service.dashboard import router as dashboard_router
 from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from service.jobs import JobPool
-from service.limits import BodySizeLimit
+from service.limits import BodyLimits, RequestGate
 from service.metrics import BudgetCollector, Metrics, MetricsMiddleware, build_metrics
 from service.schemas.problem import Problem
 from service.settings import Settings
@@ -79,7 +80,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(dashboard_router)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGate,
+        authenticate=lambda authorization: authenticate(store, authorization),
+        limits=BodyLimits(
+            dataset_bytes=settings.max_body_bytes,
+            request_bytes=min(settings.max_request_bytes, settings.max_body_bytes),
+        ),
+        on_refusal=lambda code: metrics.refusals.labels(code).inc(),
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

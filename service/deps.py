@@ -2,8 +2,9 @@
 
 ``ApiKey`` accepts any active key (401 ``unauthenticated`` otherwise); ``AdminKey`` also requires
 the admin role (403 ``forbidden``). Keys are looked up by hash on every request, so a revoked key
-fails at once on every replica. ``MetricsReader`` (``/metrics``) accepts an admin key or the
-scrape token of the setting ``metrics_key``.
+fails at once on every replica; where the request gate (``service.limits``) already found the key
+of a request with a body, before reading it, that lookup is reused. ``MetricsReader``
+(``/metrics``) accepts an admin key or the scrape token of the setting ``metrics_key``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import Depends, Header, Request
 from service.auth import authenticate, matches
 from service.context import ServiceContext
 from service.errors import ApiError
+from service.limits import GATED_KEY
 from service.store.keys import KeyRecord
 
 __all__ = ["AdminKey", "ApiKey", "Ctx", "IdempotencyKey", "MetricsReader", "get_ctx"]
@@ -37,8 +39,10 @@ _UNAUTHENTICATED = ApiError(
 Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 
-def _api_key(ctx: Ctx, authorization: Authorization = None) -> KeyRecord:
-    key = authenticate(ctx.store, authorization)  # sync: FastAPI runs it in its thread pool
+def _api_key(request: Request, ctx: Ctx, authorization: Authorization = None) -> KeyRecord:
+    key = request.scope.get(GATED_KEY)
+    if key is None:  # not gated (a request without a body): sync, FastAPI runs it in a thread
+        key = authenticate(ctx.store, authorization)
     if key is None:
         raise _UNAUTHENTICATED
     return key
@@ -56,11 +60,11 @@ def _admin_key(key: ApiKey) -> KeyRecord:
 AdminKey = Annotated[KeyRecord, Depends(_admin_key)]
 
 
-def _metrics_reader(ctx: Ctx, authorization: Authorization = None) -> None:
+def _metrics_reader(request: Request, ctx: Ctx, authorization: Authorization = None) -> None:
     token = ctx.settings.metrics_key
     if token is not None and matches(authorization, token.get_secret_value()):
         return
-    _admin_key(_api_key(ctx, authorization))
+    _admin_key(_api_key(request, ctx, authorization))
 
 
 MetricsReader = Annotated[None, Depends(_metrics_reader)]

@@ -67,7 +67,12 @@ class Settings(BaseSettings):
     max_points
         Largest number of points (or records) one request may carry; more is 413.
     max_body_bytes
-        Largest request body accepted; more is 413 before the body is parsed.
+        Largest body of ``POST /v1/datasets`` from an admin key (records travel there), and the
+        ceiling of every other limit; more is 413 ``too_large`` before the body is parsed.
+    max_request_bytes
+        Largest body of every other request (default 8 MiB); more is 413 ``too_large``. The
+        size is checked from ``Content-Length`` before the body is read, and counted as a
+        chunked body streams in; a body to ``/v1`` without an active key is 401 unread.
     job_workers
         Threads running private releases and long jobs in this process. The Numba kernels use
         every core already, so more than one mainly adds concurrency, not throughput.
@@ -95,6 +100,7 @@ class Settings(BaseSettings):
     openapi_enabled: bool = True
     max_points: int = Field(default=1_000_000, ge=1)
     max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     job_workers: int = Field(default=1, ge=1, le=64)
     job_queue: int = Field(default=64, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)

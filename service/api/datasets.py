@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from service.actions import datasets as actions
+from service.api._body import JsonBodyRoute
 from service.api._common import Cursor, Limit, problems
 from service.deps import AdminKey, ApiKey, Ctx
 from service.schemas.common import Page
@@ -14,7 +15,12 @@ from service.schemas.datasets import DatasetCreate, DatasetOut, GrantCreate, Gra
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problems(401, 403, 422))
+router = APIRouter(
+    route_class=JsonBodyRoute,
+    prefix="/v1/datasets",
+    tags=["datasets"],
+    responses=problems(401, 403, 422),
+)
 
 
 @router.post(

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.actions import flows as actions
+from service.api._body import JsonBodyRoute
 from service.api._common import problems, run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
 from service.schemas.flows import DrMMDRequest, MMDRequest, MuonRequest
@@ -13,7 +14,12 @@ from service.schemas.releases import JobAccepted
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=problems(401, 413, 422, 429))
+router = APIRouter(
+    route_class=JsonBodyRoute,
+    prefix="/v1/flows",
+    tags=["flows"],
+    responses=problems(401, 413, 422, 429),
+)
 
 _ACCEPTED = {202: {"model": JobAccepted, "description": 'Accepted as a job ("async": true)'}}
 

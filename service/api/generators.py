@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.actions import generators as actions
+from service.api._body import JsonBodyRoute
 from service.api._common import Cursor, Limit, problems, run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
 from service.schemas.common import Page
@@ -17,7 +18,12 @@ from service.schemas.releases import JobAccepted
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/generators", tags=["generators"], responses=problems(401, 422))
+router = APIRouter(
+    route_class=JsonBodyRoute,
+    prefix="/v1/generators",
+    tags=["generators"],
+    responses=problems(401, 422),
+)
 
 
 @router.post(

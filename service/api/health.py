@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from service.api._body import JsonBodyRoute
 from service.api._common import problems
 from service.deps import MetricsReader
 from service.metrics import render_metrics
@@ -62,7 +63,7 @@ def _not_ready_problem(state: KernelState | str) -> dict[str, Any]:
     }
 
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=JsonBodyRoute, tags=["health"])
 
 
 @router.get("/healthz", summary="Liveness: the process is up")

@@ -6,13 +6,16 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from service.actions import jobs as actions
+from service.api._body import JsonBodyRoute
 from service.api._common import problems
 from service.deps import ApiKey, Ctx
 from service.schemas.releases import JobOut
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problems(401, 404))
+router = APIRouter(
+    route_class=JsonBodyRoute, prefix="/v1/jobs", tags=["jobs"], responses=problems(401, 404)
+)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status and result")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.actions import keys as actions
+from service.api._body import JsonBodyRoute
 from service.api._common import Cursor, Limit, problems
 from service.deps import AdminKey, ApiKey, Ctx
 from service.schemas.common import Page
@@ -16,8 +17,10 @@ from service.schemas.keys import KeyCreate, KeyCreated, KeyOut
 
 __all__ = ["me_router", "router"]
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=problems(401, 403, 422))
-me_router = APIRouter(tags=["keys"], responses=problems(401))
+router = APIRouter(
+    route_class=JsonBodyRoute, prefix="/v1/keys", tags=["keys"], responses=problems(401, 403, 422)
+)
+me_router = APIRouter(route_class=JsonBodyRoute, tags=["keys"], responses=problems(401))
 
 
 @router.post("", status_code=201, response_model=KeyCreated, summary="Create an API key")

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from service.actions import memories as actions
 from service.actions.outcome import Started
+from service.api._body import JsonBodyRoute
 from service.api._common import answer, problems
 from service.api.flows import run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
@@ -19,7 +20,12 @@ from service.store.idempotency import request_hash
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=problems(401, 413, 422))
+router = APIRouter(
+    route_class=JsonBodyRoute,
+    prefix="/v1/memories",
+    tags=["memories"],
+    responses=problems(401, 413, 422),
+)
 
 
 @router.post(

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from service.actions import ledger as ledger_actions
 from service.actions import releases as actions
+from service.api._body import JsonBodyRoute
 from service.api._common import Cursor, Limit, problems, run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
 from service.schemas.common import Page
@@ -25,7 +26,9 @@ from service.schemas.releases import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["releases"], responses=problems(401, 403, 404, 422))
+router = APIRouter(
+    route_class=JsonBodyRoute, tags=["releases"], responses=problems(401, 403, 404, 422)
+)
 
 
 @router.post(

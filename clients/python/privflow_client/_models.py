@@ -178,11 +178,16 @@ class Budget(_Response):
 
 
 class Dataset(_Response):
-    """Dataset metadata (records are never returned by any endpoint)."""
+    """Dataset metadata (records are never returned by any endpoint).
+
+    ``n_records`` is the record count for admin keys only; it is ``None`` for an analyst, to
+    whom the service never shows it (under ``add_remove`` neighbouring the count is what DP
+    protects): an analyst reads the public bound ``size_bound`` instead.
+    """
 
     id: str
     name: str
-    n_records: int
+    n_records: int | None = None
     columns: list[Column]
     budget: Budget
     neighbouring: str
