@@ -1,8 +1,10 @@
 """Route C (9) and (15)–(17) against the 1-D SHK PDE reference (ARCHITECTURE privacy rule 6).
 
-Certificates note §8.1–8.2, cases T1–T7. For a pair of potentials (V, V′) on the reflecting
-interval [0, 1], both flows start from the same uniform ρ₀ and are solved by the independent
-finite-volume reference :mod:`dp_core.reference.pde1d`; on a t-grid we compute the *true*
+Certificates note §8.1–8.2, cases T1–T7, and T8: the gradient-norm utilities of the mean and the
+linear regression at the mechanism's own λ and t_cert. For a pair of potentials (V, V′) on the
+reflecting interval [0, 1] (T8's regression: Θ = [−1, 1]), both flows start from the same
+uniform ρ₀ and are solved by the independent finite-volume reference
+:mod:`dp_core.reference.pde1d`; on a t-grid we compute the *true*
 sup|w_t|, osc w_t (w = log ρ_t/ρ′_t), KL in both orders, Rényi D_α in both orders for
 α ∈ {1.5, 2, 4, 8, 16, 32} and the hockey-stick δ(ε′) for ε′ ∈ {0, .25, .5, 1}, and assert that
 the certified value is never smaller at any grid time.
@@ -39,13 +41,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 
 from dp_core.privacy.accounting import hockey_stick_from_beta, kl_from_beta, renyi_from_beta
 from dp_core.privacy.certificates import route_c_beta
+from dp_core.privacy.mechanism import ExponentialMechanism
+from dp_core.privacy.utilities import LinearRegression
 from dp_core.privacy.utilities.base import Sensitivity
+from dp_core.privacy.utilities.mean import ClippedMean
 from dp_core.privacy.utilities.quantile import Quantile
 from dp_core.reference.pde1d import (
     Grid1D,
@@ -533,3 +539,137 @@ def test_t7_score_bound_13(name):
     score0 = np.max(np.abs(np.diff(V))) / grid.dx  # ρ₀ uniform: g₀ = V + const
     bound = np.exp((K - 1.0) * times) * score0
     assert np.all(score <= bound * (1 + REL_TOL) + 1e-9)
+
+
+# --------------------------------------------------------------------------- T8: gradient norm
+# The gradient-norm utilities u = −|Σ_x g(θ; x)| (accuracy note §3), the default form of the mean
+# and the regressions, in 1-D at the λ and t_cert of the mechanism's own plan (ε = 1, n = 100,
+# n_max = the larger dataset). Their potentials are piecewise linear with a cone point at the
+# minimiser and steep flanks (osc V = 34 for the mean, 47 with the clip, 7.5 for the regression):
+# non-smooth, so only route C (9) applies. Measured (CI grid / reference grid):
+#
+# * at t_cert the law is the EM law: sup|w| = 0.20–0.48 (the exact EM's level), osc w / β_C up
+#   to 0.95 (the clipped mean's pairs attain the public λΔ_osc = 0.95 exactly);
+# * the transient: sup|w| peaks at 3.61 / 3.65 at t ≈ 0.65 for the clipped mean with the record
+#   x = 1 added — 3.6ε, at the wall θ = 1 next to that record, where ρ_t holds ~1e-19 of the
+#   mass — and at 1.017 / 1.018 (t = 0.011, the wall θ = 0) when its smallest record is
+#   removed; every other pair stays below ε (≤ 0.86). Route C certifies all of them (β_C is
+#   ≈ 51 at t = 0.65). As T5 and T6: only t ≥ t_cert is certified, and early stopping buys no
+#   privacy.
+GN_EPSILON = 1.0
+GN_RECORDS = 100
+
+
+def _gn_mean_records() -> Array:
+    return np.random.default_rng(0).beta(2.0, 5.0, (GN_RECORDS, 1))
+
+
+def _gn_regression_records() -> Array:
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1.0, 1.0, GN_RECORDS)
+    return np.c_[x, 0.5 * x + 0.2 * rng.standard_normal(GN_RECORDS)]
+
+
+# family: (utility, records, the outlier that "add" and "replace" bring in). The added record
+# maximises the gradient's change: x = 1 for the mean (|θ − x| up to the diameter, or c), and
+# (x, y) = (1, −2) for the regression (|g| = |θ + 2| reaches G = (Y + RX)X = 3 at θ = 1).
+# Mean without a clip: π ∝ exp(−λn|θ − mean|), λ = 0.475, width 1/(λn) = 0.021 (17 cells of the
+# CI grid); with c = 0.2: λ = 2.375, slope λ·#{|θ − x| < c} ≈ 180, width 5.6e-3 (4.5 cells on
+# CI, 17 on the reference grid); regression on Θ = [−1, 1]: λ = 0.95/6, slope λ·Σx² ≈ 5, width
+# ≈ 0.2.
+GN_FAMILIES: dict[str, tuple[Any, Callable[[], Array], Array]] = {
+    "mean": (ClippedMean((0.0,), (1.0,)), _gn_mean_records, np.array([1.0])),
+    "mean_clip": (ClippedMean((0.0,), (1.0,), 0.2), _gn_mean_records, np.array([1.0])),
+    "linear": (
+        LinearRegression((-1.0,), (1.0,), -2.0, 2.0, 1.0),
+        _gn_regression_records,
+        np.array([1.0, -2.0]),
+    ),
+}
+
+
+def gn_neighbour(data: Array, neighbour: str, outlier: Array) -> Array:
+    """D′ from D: ``add`` the outlier, ``remove`` the record with the smallest first column
+    (the mean's smallest point, the regression's most negative feature), ``replace`` that
+    record by the outlier (n public)."""
+    k = int(np.argmin(data[:, 0]))
+    if neighbour == "add":
+        return np.vstack([data, outlier])
+    if neighbour == "remove":
+        return np.delete(data, k, axis=0)
+    assert neighbour == "replace"
+    other = data.copy()
+    other[k] = outlier
+    return other
+
+
+@pytest.mark.parametrize("res", RESOLUTIONS)
+@pytest.mark.parametrize("neighbour", ["add", "remove", "replace"])
+@pytest.mark.parametrize("family", sorted(GN_FAMILIES))
+def test_t8_gradient_norm_utilities_at_the_plans_temperature(family, neighbour, res):
+    """Gradient-norm pairs at the plan's λ, up to the plan's t_cert: the family's public Δ_osc
+    and U hold for the pair; (8) for each flow; (9) and (15)–(17) at β_C(t) with the family's
+    public constants at every t ≤ t_cert; at t_cert every divergence is within what the
+    certificate states (pure ε, KL, Rényi at its orders, δ(ε′), and its (ε, δ)); and, as in T2,
+    against the pair's own constants (tight, non-vacuous)."""
+    utility, make_records, outlier = GN_FAMILIES[family]
+    data = make_records()
+    other = gn_neighbour(data, neighbour, outlier)
+    neighbouring = "replace_one" if neighbour == "replace" else "add_remove"
+    n_max = max(data.shape[0], other.shape[0])
+    plan = ExponentialMechanism(utility, GN_EPSILON, n_max=n_max, neighbouring=neighbouring).plan(1)
+    assert plan.schedule is not None
+    lam, t_cert = plan.schedule.inverse_temperature, plan.schedule.flow_time
+    per_sample = plan.certificate.per_sample
+    sens = utility.sensitivity(neighbouring, n_max)
+
+    kind, a, b = utility.domain.engine_arrays()
+    lower, upper = (a[0], b[0]) if kind == 0 else (a[0] - b[0], a[0] + b[0])
+    grid = Grid1D(float(lower), float(upper), res.m)
+    centres = grid.centres[:, None]
+    V = lam * utility.loss(utility.prepare(data), centres)[0]
+    V2 = lam * utility.loss(utility.prepare(other), centres)[0]
+    # the family's public constants hold for the pair (the clipped mean attains λΔ_osc: round-off)
+    assert osc(V - V2) <= lam * sens.delta_osc * (1 + REL_TOL)
+    assert max(osc(V), osc(V2)) <= lam * sens.range_bound
+
+    times, rho = solve_segments(V, grid, default_segments(res, t_end=t_cert))
+    _, rho2 = solve_segments(V2, grid, default_segments(res, t_end=t_cert))
+    assert times[-1] == pytest.approx(t_cert)
+    for pot, dens in ((V, rho), (V2, rho2)):  # (8)
+        osc_g = osc(np.log(dens) + pot)
+        assert np.all(osc_g <= np.exp(-times) * osc(pot) * (1 + REL_TOL) + ABS_TOL)
+
+    beta = route_c(times, lam, sens)  # the certificate's β_C(t)
+    cmp = compare_pair(times, rho, rho2, grid.dx, beta)
+    assert not cmp.violations(), cmp.violations()
+
+    # what the certificate states at t_cert
+    assert per_sample.pure_epsilon == pytest.approx(beta[-1], rel=1e-12)
+    assert per_sample.pure_epsilon <= GN_EPSILON * (1 + 1e-12)
+    final = {name: float(values[-1]) for name, values in cmp.true.items()}
+    assert final["sup|w|"] <= final["osc w"] <= per_sample.pure_epsilon
+    assert final["KL"] <= per_sample.kl
+    for alpha, value in per_sample.renyi:
+        true = max(
+            renyi(rho[-1], rho2[-1], grid.dx, alpha), renyi(rho2[-1], rho[-1], grid.dx, alpha)
+        )
+        assert true <= value, alpha
+    for eps_prime, value in per_sample.hockey_stick:
+        assert final[f"delta({eps_prime:g})"] <= value, eps_prime
+    assert hockey_stick(rho[-1], rho2[-1], grid.dx, per_sample.approx_epsilon) <= (
+        per_sample.approx_delta
+    )
+
+    # t_cert's law is the EM law at λ: sup|w| is the exact EM's log-ratio level
+    em_level = np.max(np.abs((V2 - V) - np.log(np.sum(np.exp(-V)) / np.sum(np.exp(-V2)))))
+    assert final["sup|w|"] == pytest.approx(em_level, rel=1e-6)
+    peak = (float(np.max(cmp.true["sup|w|"])), float(times[np.argmax(cmp.true["sup|w|"])]))
+    if (family, neighbour) == ("mean_clip", "add"):
+        # the transient above ε (T8 notes above): early stopping buys no privacy
+        assert 3.4 < peak[0] < 3.9 and 0.6 < peak[1] < 0.7, peak
+
+    tight = route_c(times, 1.0, pair_sensitivity(V, V2))
+    cmp_tight = compare_pair(times, rho, rho2, grid.dx, tight)
+    assert not cmp_tight.violations(), cmp_tight.violations()
+    assert cmp_tight.max_ratio("osc w") > 0.85
