@@ -27,6 +27,7 @@ from service.dashboard import router as dashboard_router
 from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from service.jobs import JobPool
 from service.limits import BodyLimits, RequestGate
+from service.logs import route_warnings
 from service.metrics import BudgetCollector, Metrics, MetricsMiddleware, build_metrics
 from service.schemas.problem import Problem
 from service.settings import Settings
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     ctx: ServiceContext = app.state.ctx
+    route_warnings()  # opacus/torch warnings become JSON log lines, not raw stderr text
     _open_store(ctx)
     app.state.readiness.store = True
     stop = threading.Event()

@@ -14,8 +14,12 @@ Heavy modules (uvicorn, pydantic, Numba) are imported inside the subcommands, so
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from service.logs import logging_config
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 __all__ = ["main"]
 
@@ -66,21 +70,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def _settings(command: str, **overrides: object) -> "Settings | None":
+    """``Settings()``, or None after printing what is wrong (names only, never a value: a
+    rejected setting may be a secret) to stderr."""
     from pydantic import ValidationError
 
     from service.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        print(f"privflow {command}: invalid settings", file=sys.stderr)
+        for error in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"  {field} (PRIVFLOW_{field.upper()}): {message}", file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
 
     overrides = {
         name: value
         for name in ("host", "port", "workers")
         if (value := getattr(args, name)) is not None
     }
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"privflow serve: invalid settings\n{exc}", file=sys.stderr)
+    settings = _settings("serve", **overrides)
+    if settings is None:
         return 2
     _apply_migrations(settings.database_url)
     uvicorn.run(
@@ -104,10 +121,10 @@ def _warm(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from service.settings import Settings
-
-    url = Settings().database_url
-    _apply_migrations(url)
+    settings = _settings("migrate")
+    if settings is None:
+        return 2
+    _apply_migrations(settings.database_url)
     print("store migrated to the newest schema")
     return 0
 
@@ -115,11 +132,13 @@ def _migrate(args: argparse.Namespace) -> int:
 def _create_key(args: argparse.Namespace) -> int:
     import json
 
-    from service.settings import Settings
     from service.store.db import Store
     from service.store.keys import create_key
 
-    store = Store(Settings().database_url)
+    settings = _settings("create-key")
+    if settings is None:
+        return 2
+    store = Store(settings.database_url)
     try:
         store.migrate()
         with store.transaction() as conn:

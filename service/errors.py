@@ -26,6 +26,7 @@ __all__ = [
     "ApiError",
     "BodyTooLarge",
     "FieldError",
+    "InvalidBody",
     "install_error_handlers",
     "problem_body",
     "problem_response",
@@ -60,6 +61,15 @@ class BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"Request bodies are limited to {max_bytes} bytes.")
+
+
+class InvalidBody(StarletteHTTPException):
+    """A JSON body refused while it is decoded (``service.api._body``): 422 ``invalid_request``
+    naming ``field``. An HTTPException, so FastAPI's body decoding passes it through."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(422, f"{field}: {message}")
+        self.errors: list[FieldError] = [{"field": field, "message": message}]
 
 
 class ApiError(Exception):
@@ -244,7 +254,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if status == 405:
             headers = _allow_header(request, headers)
-        return problem_response(status, code, detail, headers=headers)
+        errors = getattr(exc, "errors", None)  # InvalidBody names its field
+        return problem_response(status, code, detail, errors, headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

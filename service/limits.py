@@ -15,6 +15,10 @@ is a pure ASGI middleware in front of the app that, before one byte of the body 
    bytes of a body that streams in (chunked, or longer than declared): past the limit the app's
    read fails with :class:`~service.errors.BodyTooLarge`, answered 413 too.
 
+A path holding a NUL character is 404 ``not_found`` (no resource has one; PostgreSQL cannot
+even compare such a string, which was a 500) and a query string holding one 422
+``invalid_request``, before any route runs.
+
 Every answer given with the body (partly) unread says ``Connection: close``: the server then
 closes the connection instead of receiving and discarding the rest, which for 100 MB takes
 seconds of event-loop time in uvicorn's HTTP parser.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 
@@ -82,6 +87,17 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        if "\x00" in path:
+            await self._refuse(
+                send, 404, "not_found", "No resource has a NUL character in its path."
+            )
+            return
+        if b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+            message = "must not contain the NUL character"
+            await self._refuse(
+                send, 422, "invalid_request", f"query: {message}", field=("query", message)
+            )
+            return
         declared: int | None = None
         chunked = False
         authorization: str | None = None
@@ -150,11 +166,13 @@ class RequestGate:
         code: str,
         detail: str,
         *,
+        field: tuple[str, str] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         if self.on_refusal is not None:
             self.on_refusal(code)
-        body = json.dumps(problem_body(status, code, detail)).encode()
+        errors = None if field is None else [{"field": field[0], "message": field[1]}]
+        body = json.dumps(problem_body(status, code, detail, errors)).encode()
         await send(
             {
                 "type": "http.response.start",

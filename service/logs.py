@@ -3,6 +3,11 @@
 Only fields a call site passes explicitly (``extra=``) are added to the message, and call sites
 pass ids, codes, counts of public things and exception *types*: never records, samples of
 private runs, seeds, keys or exception text.
+
+Python warnings (``warnings.warn``: opacus, torch, NumPy) would otherwise be printed to stderr
+as several lines of plain text between the JSON lines; :func:`route_warnings` sends them through
+the ``py.warnings`` logger instead, which :func:`logging_config` formats like every other, so
+each line of the log stays one JSON object.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "logging_config"]
+__all__ = ["JsonFormatter", "logging_config", "route_warnings"]
+
+WARNINGS_LOGGER = "py.warnings"
+"""The logger :func:`logging.captureWarnings` writes warnings to."""
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
@@ -44,6 +52,22 @@ def logging_config(level: str) -> dict[str, Any]:
         "handlers": {"default": handler},
         "loggers": {
             name: {"handlers": ["default"], "level": level, "propagate": False}
-            for name in ("service", "uvicorn", "uvicorn.error", "uvicorn.access", "dp_core")
+            for name in (
+                "service",
+                "uvicorn",
+                "uvicorn.error",
+                "uvicorn.access",
+                "dp_core",
+                WARNINGS_LOGGER,
+            )
         },
     }
+
+
+def route_warnings() -> None:
+    """Send ``warnings.warn`` output to the ``py.warnings`` logger, not raw to stderr.
+
+    Process-wide and idempotent; the app's lifespan calls it in every serving process (each
+    uvicorn worker included). The filters still decide which warnings are shown at all.
+    """
+    logging.captureWarnings(True)

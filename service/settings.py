@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         read as ``postgresql+psycopg://``.
     admin_key
         The first admin API key (API.md "Auth"). Stored only as a hash; without it no admin
-        can authenticate until one is created by another admin.
+        can authenticate until one is created by another admin. At least 32 characters (a
+        shorter one stops start-up with an error naming the setting, never its value).
     metrics_key
         A scrape token for Prometheus: ``Authorization: Bearer <metrics_key>`` opens ``/metrics``
         and nothing else (it is not an API key). Admin keys open ``/metrics`` too; without this
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     warm_on_startup: bool = True
     database_url: str = "sqlite:///./privflow.db"
-    admin_key: SecretStr | None = None
+    admin_key: LongSecret | None = None
     metrics_key: LongSecret | None = None
     metrics_dataset_labels: bool = False
     openapi_enabled: bool = True

@@ -7,6 +7,12 @@ the event loop. The decoder's number hooks are Python functions, so the thread r
 every few bytes and gives the event loop the GIL at every switch interval (5 ms); the C decoder
 alone would hold it for the whole body.
 
+:func:`parse_json` also refuses, with 422 ``invalid_request`` naming the field, what Python's
+decoder would accept silently: an object that repeats a key (``{"epsilon": 1, "epsilon": 2}``
+would otherwise be read as its last value, and charged), and a NUL character in any string or key
+(PostgreSQL cannot store one in a text column: a dataset or key name holding one was a 500 there
+and stored on SQLite).
+
 The size of a body is limited before it is read (``service.limits``).
 """
 
@@ -20,6 +26,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+
+from service.errors import InvalidBody
 
 __all__ = ["INLINE_PARSE_BYTES", "JsonBodyRequest", "JsonBodyRoute", "parse_json"]
 
@@ -35,9 +43,52 @@ def _int(text: str) -> int:
     return int(text)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidBody(key, "appears more than once in the same object")
+            seen.add(key)
+    return out
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The field name (``columns[0].name``) of the first string or key holding a NUL."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _nul_field(item, f"{path}[{index}]")) is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else key
+            if "\x00" in key:
+                return name.replace("\x00", "\\u0000")
+            if (found := _nul_field(item, name)) is not None:
+                return found
+    return None
+
+
 def parse_json(body: bytes) -> Any:
-    """Decode a JSON request body (raises ``json.JSONDecodeError`` when it is not JSON)."""
-    return json.loads(body, parse_float=_float, parse_int=_int)
+    """Decode a JSON request body.
+
+    Raises
+    ------
+    json.JSONDecodeError
+        Not JSON (FastAPI answers 422).
+    service.errors.InvalidBody
+        An object repeats a key, or a string or key holds a NUL character (422 naming it).
+    """
+    value = json.loads(body, object_pairs_hook=_unique_keys, parse_float=_float, parse_int=_int)
+    # A NUL can only come in escaped (raw control characters are not JSON) or in a UTF-16/32 body.
+    if b"\\u0000" in body or b"\x00" in body:
+        field = _nul_field(value)
+        if field is not None:
+            raise InvalidBody(field, "must not contain the NUL character (\\u0000)")
+    return value
 
 
 class JsonBodyRequest(Request):

@@ -272,7 +272,7 @@ def test_json_formatter_emits_one_object_per_line() -> None:
 
 def test_logging_config_writes_json_lines() -> None:
     stream = io.StringIO()
-    names = ("service", "uvicorn", "uvicorn.error", "uvicorn.access", "dp_core")
+    names = ("service", "uvicorn", "uvicorn.error", "uvicorn.access", "dp_core", "py.warnings")
     saved = {
         name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
                logging.getLogger(name).propagate)
