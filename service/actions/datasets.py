@@ -75,11 +75,16 @@ def encode_records(body: DatasetCreate, max_points: int) -> np.ndarray:
     return out
 
 
-def dataset_out(dataset: store.DatasetRecord) -> dict[str, Any]:
-    return {
+def dataset_out(dataset: store.DatasetRecord, key: KeyRecord) -> dict[str, Any]:
+    """A dataset's metadata as ``key`` may see it.
+
+    ``n_records`` goes to admin keys (the data owners) only: under ``add_remove`` neighbouring
+    the record count is exactly what DP protects, so an analyst sees the public ``size_bound``
+    and the key is absent from its answer (privacy rule 3).
+    """
+    out: dict[str, Any] = {
         "id": dataset.id,
         "name": dataset.name,
-        "n_records": dataset.n_records,
         "columns": dataset.columns,
         "budget": budget_view(dataset),
         "neighbouring": dataset.neighbouring,
@@ -87,6 +92,9 @@ def dataset_out(dataset: store.DatasetRecord) -> dict[str, Any]:
         "accountant": dataset.accountant,
         "created_at": dataset.created_at,
     }
+    if key.role == "admin":
+        out["n_records"] = dataset.n_records
+    return out
 
 
 def create_dataset(ctx: ServiceContext, admin: KeyRecord, body: DatasetCreate) -> dict[str, Any]:
@@ -104,12 +112,12 @@ def create_dataset(ctx: ServiceContext, admin: KeyRecord, body: DatasetCreate) -
             size_bound=body.size_bound,
             created_by=admin.id,
         )
-    return dataset_out(dataset)
+    return dataset_out(dataset, admin)
 
 
 def get_dataset(ctx: ServiceContext, key: KeyRecord, dataset_id: str) -> dict[str, Any]:
     with ctx.store.read() as conn:
-        return dataset_out(visible_dataset(conn, key, dataset_id))
+        return dataset_out(visible_dataset(conn, key, dataset_id), key)
 
 
 def list_datasets(
@@ -120,7 +128,7 @@ def list_datasets(
         rows, next_cursor = store.list_datasets(
             conn, None if key.role == "admin" else key.id, limit, cursor
         )
-    return {"items": [dataset_out(d) for d in rows], "next_cursor": next_cursor}
+    return {"items": [dataset_out(d, key) for d in rows], "next_cursor": next_cursor}
 
 
 def grant_out(grant: store.GrantRecord) -> dict[str, Any]:

@@ -34,7 +34,12 @@ async def create_dataset(body: DatasetCreate, ctx: Ctx, admin: AdminKey) -> dict
     return await run_in_threadpool(actions.create_dataset, ctx, admin, body)
 
 
-@router.get("", response_model=Page[DatasetOut], summary="Datasets this key may see")
+@router.get(
+    "",
+    response_model=Page[DatasetOut],
+    response_model_exclude_unset=True,  # n_records is absent for analysts (DatasetOut)
+    summary="Datasets this key may see",
+)
 async def list_datasets(ctx: Ctx, key: ApiKey, limit: Limit = 100, cursor: Cursor = None) -> dict:
     return await run_in_threadpool(actions.list_datasets, ctx, key, limit, cursor)
 
@@ -42,8 +47,9 @@ async def list_datasets(ctx: Ctx, key: ApiKey, limit: Limit = 100, cursor: Curso
 @router.get(
     "/{dataset_id}",
     response_model=DatasetOut,
+    response_model_exclude_unset=True,
     responses=problems(404),
-    summary="Dataset metadata and budget",
+    summary="Dataset metadata and budget (n_records for admin keys only)",
 )
 async def get_dataset(dataset_id: str, ctx: Ctx, key: ApiKey) -> dict:
     return await run_in_threadpool(actions.get_dataset, ctx, key, dataset_id)

@@ -85,9 +85,18 @@ class DatasetCreate(Request):
 
 
 class DatasetOut(BaseModel):
+    """Public metadata and budget; ``n_records`` only in answers to admin keys (omitted for
+    analysts, who see ``size_bound``: under ``add_remove`` the count is what DP protects)."""
+
     id: str
     name: str
-    n_records: int
+    n_records: int | None = Field(
+        default=None,
+        description=(
+            "Number of records: admin keys only; absent from an analyst's answer, which has "
+            "the public size_bound instead."
+        ),
+    )
     columns: list[FloatColumn | CategoryColumn]
     budget: Budget
     neighbouring: str

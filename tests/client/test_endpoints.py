@@ -112,8 +112,12 @@ def test_grants_let_an_analyst_see_and_spend_within_its_cap(
     grant = admin.datasets.grant(dataset.id, key.id, epsilon_cap=1.0)
     assert (grant.dataset_id, grant.key_id, grant.epsilon_cap) == (dataset.id, key.id, 1.0)
     assert grant.spent is not None and grant.spent.epsilon == 0.0
-    assert analyst.datasets.get(dataset.id).id == dataset.id
-    assert [d.id for d in analyst.datasets.list()] == [dataset.id]
+    seen = analyst.datasets.get(dataset.id)
+    assert seen.id == dataset.id
+    # The record count is for the owner: an analyst gets None and the public size bound.
+    assert (seen.n_records, seen.size_bound) == (None, dataset.size_bound)
+    assert dataset.n_records == admin.datasets.get(dataset.id).n_records == 50
+    assert [(d.id, d.n_records) for d in analyst.datasets.list()] == [(dataset.id, None)]
 
     analyst.releases.create(dataset.id, MEDIAN, epsilon=0.75, method="exact")
     regrant = admin.datasets.grant(dataset.id, key.id, epsilon_cap=2.0)  # replaces the cap

@@ -68,7 +68,11 @@ function budgetSection(dataset) {
       "p",
       { class: "hint" },
       `Accountant ${ACCOUNTANTS[dataset.accountant] || dataset.accountant}. `,
-      `Neighbouring: ${dataset.neighbouring}. Records: ${dataset.n_records} (size bound ${dataset.size_bound}).`,
+      `Neighbouring: ${dataset.neighbouring}. `,
+      // The API gives n_records to admin keys only (an analyst sees the public size bound).
+      dataset.n_records == null
+        ? `Size bound: ${dataset.size_bound} records.`
+        : `Records: ${dataset.n_records} (size bound ${dataset.size_bound}).`,
     ),
   );
 }
