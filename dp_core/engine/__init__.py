@@ -16,11 +16,18 @@ no certificate, acceptance or rate); memory O((N + M) d) at any size.
 - ``gram``         dense kernel matrix for the DrMMD target solve
 - ``matrix_maps``  per-particle regularised polar factor and Newton–Schulz (Muon)
 - ``two_layer``    the student–teacher unit's reductions (mean output, pullback)
+- ``parallel``     threading layer, worker wait policy and threads per run (env defaults)
 - ``warmup``       the signature table; ``warm()`` compiles every entry once
 
-Importing this package compiles nothing.
+Importing this package compiles nothing; it fills in Numba's threading defaults where the
+environment leaves them unset (:func:`dp_core.engine.parallel.configure`), before any kernel
+can start Numba's threads.
 """
 
-from dp_core.engine.warmup import WarmReport, compile_stats, warm
+from dp_core.engine.parallel import configure as _configure_threads
+
+_configure_threads()
+
+from dp_core.engine.warmup import WarmReport, compile_stats, warm  # noqa: E402
 
 __all__ = ["WarmReport", "compile_stats", "warm"]

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dp_core.engine import birth_death, langevin, rng
+from dp_core.engine import birth_death, langevin, parallel, rng
 from dp_core.errors import InvalidParameter, NumericalFailure
 from dp_core.flows.base import CancelFn, ProgressFn, RunDescription, RunResult, run_steps
 from dp_core.types import Domain, FloatArray, Potential, as_particles
@@ -283,7 +283,6 @@ def sample_shk(
     sampler = SHKSampler(
         potential, domain, dt, h, reaction=reaction, transport=transport, relaxation=relaxation
     )
-    state = sampler.init(n_particles, run_seed, initial)
     moves = 0 if relaxation is None else relaxation.moves
     flow_step = sampler.build_step("flow")
     relax = sampler.build_step("relaxation") if moves else flow_step
@@ -295,16 +294,20 @@ def sample_shk(
         time = min(s.steps_done, n_steps) * dt
         return {"time": time, "mean_potential": float(s.potential.mean())}
 
-    state, trace = run_steps(
-        step,
-        state,
-        n_steps + moves,
-        private=private,
-        progress=progress,
-        cancel=cancel,
-        trace_every=trace_every,
-        trace_fn=trace_fn,
-    )
+    # Small runs keep every kernel (the potential's too) on this thread: no worker wake-ups per
+    # step, and only a fair share lost under CPU contention (dp_core.engine.parallel).
+    with parallel.threads(parallel.run_threads(n_particles, domain.dim)):
+        state = sampler.init(n_particles, run_seed, initial)
+        state, trace = run_steps(
+            step,
+            state,
+            n_steps + moves,
+            private=private,
+            progress=progress,
+            cancel=cancel,
+            trace_every=trace_every,
+            trace_fn=trace_fn,
+        )
     description = RunDescription(
         flow="shk",
         n_particles=n_particles,

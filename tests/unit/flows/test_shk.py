@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -203,28 +202,33 @@ def test_public_runs_are_reproducible_bit_for_bit() -> None:
     assert a.description.seed == 42
 
 
+_THREAD_SCRIPT = """
+import numpy as np
+from dp_core.engine.potentials import GaussianMixturePotential
+from dp_core.flows import sample_shk
+from dp_core.flows.shk import Relaxation
+from dp_core.types import Domain
+t = GaussianMixturePotential([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [0.5, 0.7])
+r = sample_shk(t, Domain.box([-3.0, -3.0], [3.0, 3.0]), n_particles=700,
+               flow_time=0.3, step_size=0.03, relaxation=Relaxation(20, (1e-4, 0.1)),
+               private=False, seed=1)
+t1 = GaussianMixturePotential([0.3, 0.7], [[-1.0], [1.0]], [0.05, 0.5])
+r1 = sample_shk(t1, Domain.box([-3.0], [3.0]), n_particles=3000,
+                flow_time=0.5, step_size=0.05, relaxation=Relaxation(20, (1e-4, 0.1)),
+                private=False, seed=2)
+print(r.particles.tobytes().hex(), r1.particles.tobytes().hex())
+"""
+
+
 def test_results_do_not_depend_on_thread_count() -> None:
-    """Per-particle streams and fixed reduction trees: one thread gives the same bits as two
-    (flow and relaxation phase)."""
-    code = textwrap.dedent(
-        """
-        import numpy as np
-        from dp_core.engine.potentials import GaussianMixturePotential
-        from dp_core.flows import sample_shk
-        from dp_core.flows.shk import Relaxation
-        from dp_core.types import Domain
-        t = GaussianMixturePotential([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [0.5, 0.7])
-        r = sample_shk(t, Domain.box([-3.0, -3.0], [3.0, 3.0]), n_particles=700,
-                       flow_time=0.3, step_size=0.03, relaxation=Relaxation(20, (1e-4, 0.1)),
-                       private=False, seed=1)
-        print(r.particles.tobytes().hex())
-        """
-    )
+    """Per-particle streams and fixed reduction orders: one thread gives the same bits as two,
+    in 2-D and in 1-D (the cell-expansion KDE splits large cells among threads), flow and
+    relaxation phase; with the serial rule (these runs are small) and without it."""
     outputs = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+    for threads, serial in (("1", ""), ("2", ""), ("2", "0")):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "PRIVFLOW_SERIAL_PARTICLES": serial}
         done = subprocess.run(
-            [sys.executable, "-c", code],
+            [sys.executable, "-c", _THREAD_SCRIPT],
             env=env,
             capture_output=True,
             text=True,
@@ -232,7 +236,7 @@ def test_results_do_not_depend_on_thread_count() -> None:
             check=True,
         )
         outputs.append(done.stdout.strip())
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1] == outputs[2]
 
 
 def test_private_runs_refuse_seed_initial_law_and_trace() -> None:
