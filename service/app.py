@@ -68,7 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     metrics = build_metrics(dataset_labels=settings.metrics_dataset_labels)
     store = Store(settings.database_url)
-    pool = JobPool(settings.job_workers, settings.job_queue)
+    pool = JobPool(
+        settings.job_workers,
+        settings.job_queue,
+        compute_workers=settings.compute_workers,
+        compute_capacity=settings.compute_queue,
+        per_key=settings.max_jobs_per_key,
+    )
     metrics.queue_depth.set_function(lambda: pool.depth)
     metrics.registry.register(
         BudgetCollector(lambda: _read_budgets(store, readiness), settings.metrics_dataset_labels)

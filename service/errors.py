@@ -43,6 +43,8 @@ _TITLES = {
     "method_not_allowed": "Method not allowed",
     "budget_exceeded": "Privacy budget exceeded",
     "too_large": "Request too large",
+    "too_expensive": "Request too expensive",
+    "deadline": "Deadline exceeded",
     "invalid_request": "Invalid request",
     "idempotency_conflict": "Idempotency key reused with another request",
     "overloaded": "Service overloaded",

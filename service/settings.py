@@ -75,13 +75,28 @@ class Settings(BaseSettings):
         size is checked from ``Content-Length`` before the body is read, and counted as a
         chunked body streams in; a body to ``/v1`` without an active key is 401 unread.
     job_workers
-        Threads running private releases and long jobs in this process. The Numba kernels use
-        every core already, so more than one mainly adds concurrency, not throughput.
+        Threads running private releases in this process. The Numba kernels use every core
+        already, so more than one mainly adds concurrency, not throughput.
     job_queue
-        Work items waiting or running beyond which a request is answered 429 with Retry-After.
+        Releases waiting or running beyond which a release is answered 429 with Retry-After.
     lease_seconds
         A running release or job whose process stopped renewing its lease for this long is
         marked ``aborted`` (its charge stays spent).
+    compute_workers, compute_queue
+        The same for public compute (flows, memories, generators), in a lane of its own so
+        that it cannot hold the workers releases wait for (``service.jobs``).
+    max_jobs_per_key
+        Work items one key may have waiting or running in this process, both lanes together;
+        one more is 429 ``overloaded`` with Retry-After.
+    max_work_units
+        The largest public work estimate (``service.cost``) a request may have; more is 413
+        ``too_expensive`` before anything is charged or run.
+    work_units_per_second
+        The rate that turns work units into the ``estimated_seconds`` shown with an estimate
+        (measured on the reference 2-core machine; docs/service.md, "Work limits").
+    job_deadline_seconds
+        Running time after which a release or job is stopped through the cancellation path
+        and fails with code ``deadline`` (a release's charge stays spent).
     """
 
     # Errors never echo a value: a rejected setting may be a secret.
@@ -105,3 +120,9 @@ class Settings(BaseSettings):
     job_workers: int = Field(default=1, ge=1, le=64)
     job_queue: int = Field(default=64, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)
+    compute_workers: int = Field(default=1, ge=1, le=64)
+    compute_queue: int = Field(default=16, ge=1)
+    max_jobs_per_key: int = Field(default=4, ge=1)
+    max_work_units: float = Field(default=1e13, gt=0)
+    work_units_per_second: float = Field(default=2e9, gt=0)
+    job_deadline_seconds: float = Field(default=7200.0, gt=0)

@@ -25,6 +25,7 @@ from dp_core.flows.witness import NoiseSchedule
 from service.actions.outcome import Started
 from service.actions.work import CancelFn, ProgressFn, start_work
 from service.context import ServiceContext
+from service.cost import WorkEstimate, drmmd_work, mmd_work, muon_work
 from service.errors import ApiError
 from service.schemas.flows import DrMMDRequest, FlowOptions, MMDRequest, MuonRequest
 from service.store.keys import KeyRecord
@@ -113,6 +114,10 @@ def _start_pair_flow(
     source, target = as_cloud(body.source, "source"), as_cloud(body.target, "target")
     if source.shape[1] != target.shape[1]:
         raise ApiError.invalid("target", "source and target points must have the same dimension")
+    estimate_fn = drmmd_work if kind == "drmmd" else mmd_work
+    estimate: WorkEstimate = estimate_fn(
+        source=source.shape[0], target=target.shape[0], steps=body.steps, dim=source.shape[1]
+    )
 
     def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
         start = time.perf_counter()
@@ -124,6 +129,7 @@ def _start_pair_flow(
         key,
         kind,
         work,
+        estimate=estimate,
         run_async=body.run_async,
         idem_key=idem_key,
         digest=digest,
@@ -238,6 +244,9 @@ def start_muon(
         key,
         "muon",
         work,
+        estimate=muon_work(
+            particles=body.particles, steps=body.steps, train=spec.n_train, dim=task.dim
+        ),
         run_async=body.run_async,
         idem_key=idem_key,
         digest=digest,

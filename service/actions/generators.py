@@ -23,6 +23,7 @@ from service.actions.outcome import Started
 from service.actions.releases import get_release_body
 from service.actions.work import CancelFn, ProgressFn, start_work
 from service.context import ServiceContext
+from service.cost import generator_fit_work, generator_sample_work
 from service.errors import ApiError
 from service.schemas.generators import GeneratorCreate, GeneratorSamplesRequest
 from service.store import generators as store
@@ -137,6 +138,13 @@ def start_fit(
         key,
         "generator_fit",
         work,
+        estimate=generator_fit_work(
+            samples=body.fit.samples,
+            max_steps=body.fit.max_steps,
+            points=points.shape[0],
+            dim=points.shape[1],
+            points_field="points" if body.points is not None else "release_id",
+        ),
         status=201,
         run_async=body.run_async,
         idem_key=idem_key,
@@ -207,4 +215,7 @@ def start_sampling(
         samples = generator.sample(body.n, body.seed)
         return {"generator_id": generator_id, "seed": body.seed, "samples": samples.tolist()}
 
-    return start_work(ctx, key, "generator_sample", work, idem_key=idem_key, digest=digest)
+    estimate = generator_sample_work(n=body.n, points=record.n_points, dim=record.dim)
+    return start_work(
+        ctx, key, "generator_sample", work, estimate=estimate, idem_key=idem_key, digest=digest
+    )

@@ -28,6 +28,7 @@ def job_out(job: store.JobRecord) -> dict[str, Any]:
         "kind": job.kind,
         "status": job.status,
         "progress": job.progress,
+        "work": job.work,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
     }

@@ -1,9 +1,10 @@
 """Sinkhorn associative memories: store patterns, retrieve from a query (flows note §4).
 
 ``POST /v1/memories`` validates the patterns by building the memory once (its self-potentials
-are solved there, so a bad pattern is 422 at once) and stores them; retrieval rebuilds the
-memory from the store (kept in a small per-process cache) and runs in the worker pool.
-A key reads the memories it created; admins read all.
+are solved there, so a bad pattern is 422) and stores them; the build is public work admitted
+like a retrieval (``service.actions.work.admit``: work estimate, compute lane, per-key share,
+deadline). Retrieval rebuilds the memory from the store (kept in a small per-process cache)
+and runs in the worker pool. A key reads the memories it created; admins read all.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ import numpy as np
 
 from dp_core.flows.sinkhorn_memory import DEFAULT_STEP_SIZE, DEFAULT_STEPS, SinkhornMemory
 from service.actions.flows import as_cloud, check_points
-from service.actions.outcome import Outcome, Started
-from service.actions.work import CancelFn, ProgressFn, replay_or_conflict, start_work
+from service.actions.outcome import Started
+from service.actions.work import CancelFn, ProgressFn, start_work
 from service.context import ServiceContext
+from service.cost import memory_retrieval_work, memory_store_work
 from service.errors import ApiError
 from service.schemas.flows import MemoryCreate, MemoryRetrieve, WeightedPoints
-from service.store import idempotency
 from service.store import memories as store
 from service.store.keys import KeyRecord
 
-__all__ = ["create_memory", "start_retrieval"]
+__all__ = ["start_create", "start_retrieval"]
 
 _CACHE_SIZE = 16
 _cache: OrderedDict[str, SinkhornMemory] = OrderedDict()
@@ -42,51 +43,62 @@ def _measure(cloud: WeightedPoints, field: str) -> tuple[np.ndarray, np.ndarray 
     return points, np.asarray(cloud.weights, dtype=np.float64)
 
 
-def _build(
-    patterns: list[tuple[np.ndarray, np.ndarray | None]], blur: float, beta: float
-) -> SinkhornMemory:
+def _check_dims(patterns: list[tuple[np.ndarray, np.ndarray | None]]) -> int:
     dims = {p.shape[1] for p, _ in patterns}
     if len(dims) != 1:
         raise ApiError.invalid("patterns", "all patterns must have the same dimension")
+    return dims.pop()
+
+
+def _build(
+    patterns: list[tuple[np.ndarray, np.ndarray | None]], blur: float, beta: float
+) -> SinkhornMemory:
+    _check_dims(patterns)
     return SinkhornMemory.store(patterns, blur, beta)
 
 
-def create_memory(
+def start_create(
     ctx: ServiceContext,
     key: KeyRecord,
     body: MemoryCreate,
     idem_key: str | None = None,
     digest: str = "",
-) -> Outcome:
-    """Store a memory (201); a retry with the same ``Idempotency-Key`` returns the first answer
-    and stores nothing more."""
+) -> Started:
+    """Build and store a memory (201); a retry with the same ``Idempotency-Key`` returns the
+    first answer and stores nothing more. Bad input is 422 before admission; a pattern the
+    solver refuses is 422 from the run (``InvalidParameter``)."""
     check_points(ctx, *(p.points for p in body.patterns))
-    if idem_key is not None:
-        with ctx.store.read() as conn:
-            seen = idempotency.lookup(conn, key.id, idem_key)
-        if seen is not None:
-            return replay_or_conflict(seen, digest)
     clouds = [_measure(p, f"patterns[{k}]") for k, p in enumerate(body.patterns)]
-    memory = _build(clouds, body.blur, body.beta)  # InvalidParameter -> 422
-    with ctx.store.transaction() as conn:
-        if idem_key is not None and (seen := idempotency.lookup(conn, key.id, idem_key)):
-            return replay_or_conflict(seen, digest)  # a concurrent twin stored it first
-        record = store.create_memory(
-            conn,
-            key.id,
-            [p.model_dump() for p in body.patterns],
-            body.blur,
-            body.beta,
-            memory.dim,
-        )
-        answer = {"memory_id": record.id, "n_patterns": record.n_patterns}
-        if idem_key is not None:
-            idempotency.record(conn, key.id, idem_key, digest, status_code=201, response=answer)
-    with _cache_lock:
-        _cache[record.id] = memory
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return Outcome(201, answer)
+    dim = _check_dims(clouds)
+    estimate = memory_store_work(sizes=[points.shape[0] for points, _ in clouds], dim=dim)
+
+    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
+        memory = SinkhornMemory.store(clouds, body.blur, body.beta)
+        with ctx.store.transaction() as conn:
+            record = store.create_memory(
+                conn,
+                key.id,
+                [p.model_dump() for p in body.patterns],
+                body.blur,
+                body.beta,
+                memory.dim,
+            )
+        with _cache_lock:
+            _cache[record.id] = memory
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+        return {"memory_id": record.id, "n_patterns": record.n_patterns}
+
+    return start_work(
+        ctx,
+        key,
+        "sinkhorn_memory_store",
+        work,
+        estimate=estimate,
+        status=201,
+        idem_key=idem_key,
+        digest=digest,
+    )
 
 
 def _memory(ctx: ServiceContext, key: KeyRecord, memory_id: str) -> SinkhornMemory:
@@ -143,6 +155,8 @@ def start_retrieval(
             "nearest_pattern": int(result.nearest_pattern),
             "divergences": result.divergences.tolist(),
             "energy_trace": [float(e) for e in result.energy_trace],
+            "converged": [bool(c) for c in result.converged],
+            "warnings": list(result.warnings),
             "seconds": time.perf_counter() - start,
         }
 
@@ -151,6 +165,9 @@ def start_retrieval(
         key,
         "sinkhorn_memory",
         work,
+        estimate=memory_retrieval_work(
+            query=query.shape[0], patterns=memory.points.shape[0], steps=steps, dim=memory.dim
+        ),
         run_async=body.run_async,
         idem_key=idem_key,
         digest=digest,

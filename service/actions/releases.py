@@ -1,15 +1,18 @@
-"""Private releases: plan from public inputs, charge atomically, then read records and sample.
+"""Private releases: plan from public inputs, estimate, charge atomically, then read records.
 
-Order of operations (privacy rules 2-4):
+Order of operations (privacy rules 2-4), the admission being :func:`service.actions.work.admit`:
 
 1. Bind the utility to the dataset's public columns and plan the mechanism (λ, flow time,
-   steps, particles, certificate) from public parameters only; bad input is 422 here.
-2. Take a worker slot (none free: 429, nothing charged).
+   steps, particles, certificate) from public parameters only; bad input is 422 here. The
+   plan's public work estimate (:func:`release_estimate`) is fixed here too.
+2. Admission: an estimate over the maximum is 413 ``too_expensive``; no worker slot in the
+   release lane (or the key at its share) is 429; nothing charged either way.
 3. One transaction: lock the dataset row, replay an ``Idempotency-Key`` if seen, apply the
    admission rule (refused: 409, nothing spent), add the charge, open a ``running`` ledger
-   entry (and a job for ``async``), remember the idempotency key.
+   entry (and a job for ``async``), remember the idempotency key (:class:`_ReleaseCharge`).
 4. In the worker: read the records, sample, store the release and close the entry. A crash
-   leaves the entry ``running`` until the lease sweep marks it ``aborted``: the charge stays.
+   leaves the entry ``running`` until the lease sweep marks it ``aborted``; the deadline or a
+   cancellation stops the run and closes it ``failed`` or ``cancelled``: the charge stays.
 
 Nothing computed from records other than the samples reaches a response, log or metric:
 failures inside the run answer a fixed 500 ``internal`` and log only the exception type.
@@ -17,23 +20,24 @@ failures inside the run answer a fixed 500 ``internal`` and log only the excepti
 
 from __future__ import annotations
 
-import logging
-import time
+import math
 from typing import Any
 
-from dp_core.errors import Cancelled
+from sqlalchemy import Connection
+
+from dp_core.privacy.grid import GRID_POINTS
 from dp_core.privacy.mechanism import ExponentialMechanism, Plan
+from dp_core.privacy.utilities import ClippedMean, KMeans, LogisticRegression, Mode, Quantile
 from service.actions.access import visible_dataset
 from service.actions.outcome import Outcome, Started
 from service.actions.utilities import BoundUtility, bind_utility
-from service.actions.work import JobHooks, overloaded, replay_or_conflict
+from service.actions.work import CancelFn, ProgressFn, WorkOrder, admit
 from service.context import ServiceContext
+from service.cost import SUMMARY_RECORDS, WorkEstimate, exact_release_work, shk_release_work
 from service.errors import ApiError, problem_body
 from service.schemas.releases import SampleRequest
-from service.store import idempotency, jobs
 from service.store.common import iso
 from service.store.datasets import DatasetRecord, get_dataset
-from service.store.jobs import CANCELLED_PROBLEM
 from service.store.keys import KeyRecord
 from service.store.leases import RUNNER
 from service.store.ledger import (
@@ -45,13 +49,15 @@ from service.store.ledger import (
     reserve,
 )
 
-__all__ = ["get_release_body", "start_release"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["get_release_body", "passes_over_records", "release_estimate", "start_release"]
 
 _INTERNAL = problem_body(
     500, "internal", "The release failed inside the service; its charge stands."
 )
+
+LOGISTIC_RECORD_WEIGHT = 2
+"""The logistic pass per record costs about twice a kernel pair (exp, log1p, d×d Jacobian;
+docs/benchmarks.md: 5.2e8 particle·record pairs/s at d = 2 against 2.5e9 for the mean)."""
 
 
 def _plan(
@@ -73,6 +79,47 @@ def _plan(
     return bound, mechanism, mechanism.plan(body.n_samples)
 
 
+def passes_over_records(family: Any) -> bool:
+    """Whether evaluating the family's utility passes over every record (else it reads exact
+    summaries). Public: it depends on the family, its dimension and clip only (privacy.md,
+    "Cost grows with the records only where a family cannot be summarised")."""
+    if isinstance(family, (LogisticRegression, KMeans)):
+        return True
+    if isinstance(family, ClippedMean):
+        return family.domain.dim > 1 and math.isfinite(family.effective_clip)
+    return False  # quantile (sorted records), linear regression (sufficient statistics)
+
+
+def release_estimate(family: Any, plan: Plan, size_bound: int) -> WorkEstimate:
+    """The public work estimate of a planned release (``service.cost``): the dataset's public
+    ``size_bound`` stands for the records, never their number."""
+    if plan.method == "exact":
+        if isinstance(family, Mode):
+            kind, candidates, dim = "mode", len(family.categories), 1
+        elif isinstance(family, Quantile):
+            kind, candidates, dim = "quantile", size_bound + 1, 1
+        else:
+            kind, candidates, dim = "grid", GRID_POINTS, family.domain.dim
+        return exact_release_work(
+            candidates=candidates,
+            records=size_bound,
+            dim=dim,
+            n_samples=plan.n_samples,
+            kind=kind,
+        )
+    schedule = plan.schedule
+    assert schedule is not None
+    passes = passes_over_records(family)
+    return shk_release_work(
+        particles=schedule.particles,
+        flow_steps=schedule.n_steps,
+        relaxation_moves=schedule.relaxation.moves,
+        dim=family.domain.dim,
+        records=size_bound if passes else SUMMARY_RECORDS,
+        record_weight=LOGISTIC_RECORD_WEIGHT if isinstance(family, LogisticRegression) else 1,
+    )
+
+
 def start_release(
     ctx: ServiceContext,
     key: KeyRecord,
@@ -82,81 +129,116 @@ def start_release(
     *,
     dataset_id: str,
 ) -> Started:
-    """Steps 1-3 above, then submit step 4; see the module docstring."""
+    """Step 1 above, then :func:`~service.actions.work.admit` (steps 2-4)."""
     with ctx.store.read() as conn:
         dataset = visible_dataset(conn, key, dataset_id)
     bound, mechanism, plan = _plan(body, dataset)
-    certificate = plan.certificate.as_dict()
-    utility_json = body.utility.model_dump()
+    estimate = release_estimate(bound.family, plan, int(dataset.size_bound))
+    work_view = estimate.as_dict(ctx.settings.work_units_per_second)
+    charge = _ReleaseCharge(ctx, key, dataset_id, plan, body.utility.model_dump())
 
-    slot = ctx.pool.try_acquire()
-    if slot is None:
-        raise overloaded(ctx)
-    try:
-        with ctx.store.transaction() as conn:
-            if get_dataset(conn, dataset_id, for_update=True) is None:  # lock first
-                raise ApiError(404, "not_found", f"No dataset with id {dataset_id!r}.")
-            if idem_key is not None:
-                seen = idempotency.lookup(conn, key.id, idem_key)
-                if seen is not None:
-                    slot.release()
-                    return _replay(seen, request_digest)
-            try:
-                entry, charged = reserve(  # LookupError: the grant was removed meanwhile
-                    conn,
-                    dataset_id=dataset_id,
-                    key_id=key.id,
-                    needs_grant=key.role != "admin",
-                    charge=plan.charge,
-                    utility=utility_json,
-                    method=plan.method,
-                    certificate=certificate,
-                    runner=RUNNER,
-                )
-            except LookupError:
-                raise ApiError(403, "forbidden", "This key has no grant on the dataset.") from None
-            except BudgetRefused as refused:
-                outcome = _budget_refusal(refused.scope)
-                if idem_key is not None:
-                    idempotency.record(
-                        conn,
-                        key.id,
-                        idem_key,
-                        request_digest,
-                        status_code=outcome.status,
-                        response=outcome.body,
-                    )
-                slot.release()
-                ctx.metrics.refusals.labels("budget_exceeded").inc()
-                return Started(outcome=outcome)
-            job_id = None
-            if body.run_async:
-                job_id = jobs.create_job(conn, key.id, "release", RUNNER, entry.release_id)
-            accepted = (
-                Outcome(202, {"job_id": job_id, "release_id": entry.release_id})
-                if job_id is not None
-                else None
+    def work(progress: ProgressFn, cancel: CancelFn | None) -> dict[str, Any]:
+        entry, charged = charge.entry, charge.charged
+        records = ctx.records.get(ctx.store, charged)
+        release = mechanism.sample(
+            bound.extract(records), body.n_samples, plan=plan, progress=progress, cancel=cancel
+        )
+        budget = budget_view(charged)
+        return {
+            "release_id": entry.release_id,
+            "dataset_id": entry.dataset_id,
+            "samples": bound.to_json(release.samples),
+            "certificate": entry.certificate,
+            "charged": {"epsilon": entry.charged_epsilon, "delta": entry.charged_delta},
+            "budget": {"spent": budget["spent"], "remaining": budget["remaining"]},
+            "sampler": plan.sampler,
+            "work": work_view,
+            "created_at": iso(entry.created_at),
+        }
+
+    schedule = plan.schedule
+    order = WorkOrder(
+        kind="release",
+        lane="release",
+        estimate=estimate,
+        work=work,
+        status=201,
+        run_async=body.run_async,
+        charge=charge,
+        throughput=(
+            ("shk", schedule.particles * (schedule.n_steps + schedule.relaxation.moves))
+            if schedule is not None
+            else None
+        ),
+    )
+    return admit(ctx, key, order, idem_key, request_digest)
+
+
+class _ReleaseCharge:
+    """Step 3's budget side (:class:`service.actions.work.Charge`): the dataset row's lock, the
+    charge and its ledger entry, closed with the run's state."""
+
+    failure = _INTERNAL
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        key: KeyRecord,
+        dataset_id: str,
+        plan: Plan,
+        utility: dict[str, Any],
+    ) -> None:
+        self.ctx, self.key, self.dataset_id, self.plan = ctx, key, dataset_id, plan
+        self.utility = utility
+        self.certificate = plan.certificate.as_dict()
+        self._entry: LedgerEntry | None = None
+        self._charged: DatasetRecord | None = None
+
+    @property
+    def entry(self) -> LedgerEntry:
+        assert self._entry is not None, "read before the charge was taken"
+        return self._entry
+
+    @property
+    def charged(self) -> DatasetRecord:
+        assert self._charged is not None, "read before the charge was taken"
+        return self._charged
+
+    @property
+    def release_id(self) -> str | None:
+        return None if self._entry is None else self._entry.release_id
+
+    def lock(self, conn: Connection) -> None:
+        if get_dataset(conn, self.dataset_id, for_update=True) is None:
+            raise ApiError(404, "not_found", f"No dataset with id {self.dataset_id!r}.")
+
+    def reserve(self, conn: Connection) -> Outcome | None:
+        try:
+            self._entry, self._charged = reserve(  # LookupError: the grant was removed meanwhile
+                conn,
+                dataset_id=self.dataset_id,
+                key_id=self.key.id,
+                needs_grant=self.key.role != "admin",
+                charge=self.plan.charge,
+                utility=self.utility,
+                method=self.plan.method,
+                certificate=self.certificate,
+                runner=RUNNER,
             )
-            if idem_key is not None:
-                idempotency.record(
-                    conn,
-                    key.id,
-                    idem_key,
-                    request_digest,
-                    status_code=accepted.status if accepted else None,
-                    response=accepted.body if accepted else None,
-                    release_id=entry.release_id,
-                )
-    except BaseException:
-        slot.release()
-        raise
+        except LookupError:
+            raise ApiError(403, "forbidden", "This key has no grant on the dataset.") from None
+        except BudgetRefused as refused:
+            return _budget_refusal(refused.scope)
+        return None
 
-    _observe_charge(ctx, dataset_id, plan)
-    run = _ReleaseRun(ctx, entry, charged, bound, mechanism, plan, body, job_id, idem_key, key.id)
-    future = ctx.pool.submit(slot, run)
-    if accepted is not None:
-        return Started(outcome=accepted)
-    return Started(future=future)
+    def committed(self) -> None:
+        metrics = self.ctx.metrics
+        metrics.releases.labels(self.dataset_id, self.plan.method).inc()
+        metrics.epsilon_charged.labels(self.dataset_id).inc(self.plan.charge.pure_epsilon)
+
+    def close(self, conn: Connection, state: str, outcome: Outcome) -> None:
+        ok = state == "succeeded"
+        finish_entry(conn, self.entry.release_id, state, outcome.body if ok else None)
 
 
 def _budget_refusal(scope: str) -> Outcome:
@@ -166,92 +248,6 @@ def _budget_refusal(scope: str) -> Outcome:
         else "This key's cap on the dataset cannot afford this release; nothing was spent."
     )
     return Outcome(409, problem_body(409, "budget_exceeded", detail))
-
-
-def _replay(seen: idempotency.IdempotencyRecord, digest: str) -> Started:
-    outcome = replay_or_conflict(seen, digest)
-    return Started(outcome=outcome) if outcome is not None else Started(replay=True)
-
-
-def _observe_charge(ctx: ServiceContext, dataset_id: str, plan: Plan) -> None:
-    ctx.metrics.releases.labels(dataset_id, plan.method).inc()
-    ctx.metrics.epsilon_charged.labels(dataset_id).inc(plan.charge.pure_epsilon)
-
-
-class _ReleaseRun:
-    """Step 4, run on a worker thread; returns the Outcome (also stored for replays/jobs)."""
-
-    def __init__(
-        self,
-        ctx: ServiceContext,
-        entry: LedgerEntry,
-        charged: DatasetRecord,
-        bound: BoundUtility,
-        mechanism: ExponentialMechanism,
-        plan: Plan,
-        body: SampleRequest,
-        job_id: str | None,
-        idem_key: str | None,
-        key_id: str,
-    ) -> None:
-        self.ctx, self.entry, self.charged, self.bound = ctx, entry, charged, bound
-        self.mechanism, self.plan, self.body = mechanism, plan, body
-        self.job, self.idem_key, self.key_id = JobHooks(ctx, job_id), idem_key, key_id
-
-    def __call__(self) -> Outcome:
-        start = time.perf_counter()
-        try:
-            if not self.job.start():
-                return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
-            records = self.ctx.records.get(self.ctx.store, self.charged)
-            release = self.mechanism.sample(
-                self.bound.extract(records),
-                self.body.n_samples,
-                plan=self.plan,
-                progress=self.job.progress,
-                cancel=self.job.cancel,
-            )
-            outcome = Outcome(201, self._body(release.samples))
-            result = self._close("succeeded", outcome)
-        except Cancelled:
-            result = self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
-        except Exception as exc:  # never echo text: it may quote private values
-            logger.error(
-                "release failed",
-                extra={"release_id": self.entry.release_id, "error_type": type(exc).__name__},
-            )
-            result = self._close("failed", Outcome(500, _INTERNAL))
-        seconds = time.perf_counter() - start
-        self.ctx.metrics.job_seconds.labels("release").observe(seconds)
-        schedule = self.plan.schedule
-        if schedule is not None and result.status == 201:
-            self.ctx.metrics.particle_steps.labels("shk").inc(
-                schedule.particles * (schedule.n_steps + schedule.relaxation.moves)
-            )
-            self.ctx.metrics.sampler_seconds.labels("shk").inc(seconds)
-        return result
-
-    def _body(self, samples: Any) -> dict[str, Any]:
-        budget = budget_view(self.charged)
-        return {
-            "release_id": self.entry.release_id,
-            "dataset_id": self.entry.dataset_id,
-            "samples": self.bound.to_json(samples),
-            "certificate": self.entry.certificate,
-            "charged": {"epsilon": self.entry.charged_epsilon, "delta": self.entry.charged_delta},
-            "budget": {"spent": budget["spent"], "remaining": budget["remaining"]},
-            "sampler": self.plan.sampler,
-            "created_at": iso(self.entry.created_at),
-        }
-
-    def _close(self, status: str, outcome: Outcome) -> Outcome:
-        ok = status == "succeeded"
-        with self.ctx.store.transaction() as conn:
-            finish_entry(conn, self.entry.release_id, status, outcome.body if ok else None)
-            if self.idem_key is not None and self.job.job_id is None:
-                idempotency.complete(conn, self.key_id, self.idem_key, outcome.status, outcome.body)
-            self.job.finish(conn, status, outcome)
-        return outcome
 
 
 def get_release_body(ctx: ServiceContext, key: KeyRecord, release_id: str) -> dict[str, Any]:

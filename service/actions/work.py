@@ -1,12 +1,27 @@
-"""Public work — flows, memories, generators: no budget, seeds allowed, run in the worker pool.
+"""Admission and running of all work — private releases and public compute — in one routine.
 
-:func:`start_work` takes a worker slot (429 ``overloaded`` with Retry-After when none is free),
-honours ``Idempotency-Key`` (a retry gets the first answer; another body is 422
-``idempotency_conflict``) and either returns a future of the answer (synchronous call) or
-creates a job row and answers 202 ``{"job_id"}``; the job then reports progress, can be
-cancelled between steps, and ends with the same object the synchronous call returns.
-Errors inside the work: ``InvalidParameter`` is 422 naming its field (inputs are public here),
-anything else a fixed 500 ``internal`` body with only the exception type in the log.
+:func:`admit` takes a :class:`WorkOrder` built by an action from validated, public inputs and
+goes, in this order (privacy rule 4; ARCHITECTURE "Service"):
+
+1. **cost** — the order's public work estimate (``service.cost``) over ``max_work_units`` is 413
+   ``too_expensive``, its ``errors`` naming the request fields that drive the estimate;
+2. **slot** — a place in the order's lane of the pool (a full lane is 429 ``overloaded`` with
+   ``Retry-After``);
+3. **one transaction** — the order's :class:`Charge` (releases only) locks its dataset row; an
+   ``Idempotency-Key`` seen before replays the first answer (another body: 422
+   ``idempotency_conflict``); otherwise the slot is counted against the key's share (a key that
+   already holds ``max_jobs_per_key`` places is 429 ``overloaded``: a retry waiting for its
+   first answer is not new work and never counts); the charge is taken (a refusal is answered,
+   remembered for replays and spends nothing); an ``async`` order gets its job row (with the
+   estimate); the idempotency key is remembered;
+4. **run** — on a worker of the lane, awaited by the request or as the job, which reports
+   progress, can be cancelled between steps and is stopped by the **deadline**
+   (``job_deadline_seconds`` of running time) through the same cancellation path: it then
+   fails with code ``deadline`` (a release's charge stays spent).
+
+Nothing is charged before step 3 and nothing runs before it commits. Errors inside public work:
+``InvalidParameter`` is 422 naming its field (its inputs are public); anything else, and every
+error inside a private release, a fixed 500 body with only the exception type in the log.
 """
 
 from __future__ import annotations
@@ -14,12 +29,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
 
 from dp_core.errors import Cancelled, InvalidParameter
 from service.actions.outcome import Outcome, Started
 from service.context import ServiceContext
+from service.cost import WorkEstimate
 from service.errors import ApiError, problem_body
+from service.jobs import Busy, Lane
 from service.store import idempotency, jobs
 from service.store.jobs import CANCELLED_PROBLEM
 from service.store.keys import KeyRecord
@@ -27,9 +47,15 @@ from service.store.leases import RUNNER
 from service.store.ledger import get_release
 
 __all__ = [
+    "DEADLINE_PROBLEM",
+    "CancelFn",
+    "Charge",
     "JobHooks",
     "ProgressFn",
     "WorkFn",
+    "WorkOrder",
+    "admit",
+    "check_cost",
     "overloaded",
     "replay_or_conflict",
     "start_work",
@@ -46,44 +72,143 @@ WorkFn = Callable[[ProgressFn, CancelFn | None], dict[str, Any]]
 PROGRESS_SECONDS = 1.0
 CANCEL_POLL_SECONDS = 0.5
 
+DEADLINE_PROBLEM = problem_body(
+    504, "deadline", "The work ran past this service's deadline and was stopped."
+)
+"""The answer (and a job's ``error``) of work stopped by the deadline."""
 
-def overloaded(ctx: ServiceContext) -> ApiError:
-    return ApiError(
-        429,
-        "overloaded",
-        "The work queue is full; retry later.",
-        headers={"Retry-After": str(ctx.pool.retry_after())},
+_INTERNAL = problem_body(500, "internal", "The work failed inside the service.")
+_ABANDONED = problem_body(
+    500, "internal", "The first request with this key ended without an answer; its charge stands."
+)
+
+
+class Charge(Protocol):
+    """The budget side of an order (private releases), run inside :func:`admit`'s transaction
+    and the run's closing one."""
+
+    failure: dict[str, Any]
+    """The fixed body answered when the run fails (it must not quote anything private)."""
+
+    def lock(self, conn: Connection) -> None:
+        """Lock what the charge updates, before the idempotency lookup."""
+
+    def reserve(self, conn: Connection) -> Outcome | None:
+        """Take the charge (None) or refuse it (the answer; nothing spent)."""
+
+    @property
+    def release_id(self) -> str | None:
+        """The ledger entry the charge opened (after :meth:`reserve`)."""
+
+    def committed(self) -> None:
+        """Called once the charge is committed (metrics)."""
+
+    def close(self, conn: Connection, state: str, outcome: Outcome) -> None:
+        """Record the run's end (``succeeded``, ``failed`` or ``cancelled``)."""
+
+
+@dataclass(frozen=True)
+class WorkOrder:
+    """What :func:`admit` admits: the work, its lane and public estimate, how it answers."""
+
+    kind: str
+    lane: Lane
+    estimate: WorkEstimate
+    work: WorkFn
+    status: int = 200
+    run_async: bool = False
+    charge: Charge | None = None
+    throughput: tuple[str, int] | None = None
+    """``(flow label, particle steps)`` counted in the sampler metrics when the run succeeds."""
+
+
+def check_cost(ctx: ServiceContext, estimate: WorkEstimate) -> None:
+    """413 ``too_expensive`` when ``estimate`` is over the ``max_work_units`` setting."""
+    limit = ctx.settings.max_work_units
+    if estimate.units <= limit:
+        return
+    rate = ctx.settings.work_units_per_second
+    fields = ", ".join(estimate.drivers)
+    raise ApiError(
+        413,
+        "too_expensive",
+        f"The public work estimate is {estimate.units:.3g} units (about "
+        f"{_seconds(estimate.seconds(rate))}), over this service's maximum of {limit:.3g} "
+        f"units (about {_seconds(limit / rate)}); lower {fields}. Nothing was charged or run.",
+        errors=[
+            {"field": field, "message": f"drives the work estimate: {estimate.formula}"}
+            for field in estimate.drivers
+        ],
     )
 
 
-def start_work(
+def _seconds(value: float) -> str:
+    return f"{value:,.0f} s" if value >= 10 else f"{value:.2g} s"
+
+
+def overloaded(ctx: ServiceContext, busy: Busy | None = None) -> ApiError:
+    """429 ``overloaded`` for a full lane or a key at its share of the pool."""
+    if busy is not None and busy.reason == "key":
+        detail = (
+            f"This key already has {ctx.settings.max_jobs_per_key} work items waiting or "
+            "running; retry when one has finished."
+        )
+    else:
+        detail = "The work queue is full; retry later."
+    retry_after = busy.retry_after if busy is not None else ctx.pool.retry_after()
+    return ApiError(429, "overloaded", detail, headers={"Retry-After": str(retry_after)})
+
+
+def admit(
     ctx: ServiceContext,
     key: KeyRecord,
-    kind: str,
-    work: WorkFn,
-    *,
-    status: int = 200,
-    run_async: bool = False,
-    idem_key: str | None = None,
-    digest: str = "",
-    particle_steps: int = 0,
+    order: WorkOrder,
+    idem_key: str | None,
+    digest: str,
 ) -> Started:
-    """Submit ``work``; see the module docstring. ``status`` is the synchronous success code."""
-    slot = ctx.pool.try_acquire()
-    if slot is None:
-        raise overloaded(ctx)
+    """Steps 1-3 of the module docstring, then submit step 4."""
+    check_cost(ctx, order.estimate)
+    slot = ctx.pool.admit(order.lane)
+    if isinstance(slot, Busy):
+        raise overloaded(ctx, slot)
+    work = order.estimate.as_dict(ctx.settings.work_units_per_second)
+    charge = order.charge
     try:
-        job_id = None
         with ctx.store.transaction() as conn:
+            if charge is not None:
+                charge.lock(conn)
             if idem_key is not None:
                 seen = idempotency.lookup(conn, key.id, idem_key)
                 if seen is not None:
                     slot.release()
                     outcome = replay_or_conflict(seen, digest)
                     return Started(outcome=outcome) if outcome else Started(replay=True)
-            if run_async:
-                job_id = jobs.create_job(conn, key.id, kind, RUNNER)
-            accepted = Outcome(202, {"job_id": job_id}) if job_id is not None else None
+            busy = ctx.pool.claim(slot, key.id)
+            if busy is not None:
+                raise overloaded(ctx, busy)
+            release_id = None
+            if charge is not None:
+                refused = charge.reserve(conn)
+                if refused is not None:
+                    if idem_key is not None:
+                        idempotency.record(
+                            conn,
+                            key.id,
+                            idem_key,
+                            digest,
+                            status_code=refused.status,
+                            response=refused.body,
+                        )
+                    slot.release()
+                    ctx.metrics.refusals.labels(refused.body["code"]).inc()
+                    return Started(outcome=refused)
+                release_id = charge.release_id
+            job_id = None
+            accepted = None
+            if order.run_async:
+                job_id = jobs.create_job(conn, key.id, order.kind, RUNNER, release_id, work=work)
+                ids = {"job_id": job_id} | ({"release_id": release_id} if release_id else {})
+                accepted = Outcome(202, ids)
             if idem_key is not None:
                 idempotency.record(
                     conn,
@@ -92,13 +217,42 @@ def start_work(
                     digest,
                     status_code=accepted.status if accepted else None,
                     response=accepted.body if accepted else None,
+                    release_id=release_id,
                 )
     except BaseException:
         slot.release()
         raise
-    run = _WorkRun(ctx, kind, work, status, job_id, idem_key, key.id, particle_steps)
+    if charge is not None:
+        charge.committed()
+    run = _Run(ctx, order, JobHooks(ctx, job_id), idem_key, key.id)
     future = ctx.pool.submit(slot, run)
     return Started(outcome=accepted) if accepted is not None else Started(future=future)
+
+
+def start_work(
+    ctx: ServiceContext,
+    key: KeyRecord,
+    kind: str,
+    work: WorkFn,
+    *,
+    estimate: WorkEstimate,
+    status: int = 200,
+    run_async: bool = False,
+    idem_key: str | None = None,
+    digest: str = "",
+    particle_steps: int = 0,
+) -> Started:
+    """Admit public compute (a flow, memory retrieval or generator) in the compute lane."""
+    order = WorkOrder(
+        kind=kind,
+        lane="compute",
+        estimate=estimate,
+        work=work,
+        status=status,
+        run_async=run_async,
+        throughput=(kind, particle_steps) if particle_steps else None,
+    )
+    return admit(ctx, key, order, idem_key, digest)
 
 
 def replay_or_conflict(seen: idempotency.IdempotencyRecord, digest: str) -> Outcome | None:
@@ -137,18 +291,23 @@ def wait_for_answer(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout:
 
 
 class JobHooks:
-    """A job's link to its row: start it, report progress (at most once a second) and poll
-    the cancellation flag (at most every half second). Without a job id, every hook is a
-    no-op, so synchronous work runs to the end."""
+    """A run's link to its job row and its deadline: start it, report progress (at most once a
+    second) and poll for cancellation — the deadline at every call, the job's flag at most every
+    half second. Without a job id only the deadline can stop the run."""
 
     def __init__(self, ctx: ServiceContext, job_id: str | None) -> None:
         self.ctx, self.job_id = ctx, job_id
+        self.deadline_seconds = ctx.settings.job_deadline_seconds
+        self._deadline = float("inf")
         self._last_progress = 0.0
         self._last_poll = 0.0
         self._cancelled = False
+        self.expired = False
 
     def start(self) -> bool:
-        """queued -> running; False when the job was cancelled while it waited."""
+        """queued -> running and start the deadline clock; False when the job was cancelled
+        while it waited."""
+        self._deadline = time.monotonic() + self.deadline_seconds
         if self.job_id is None:
             return True
         with self.ctx.store.transaction() as conn:
@@ -162,17 +321,15 @@ class JobHooks:
         with self.ctx.store.transaction() as conn:
             jobs.set_progress(conn, self.job_id, done / total if total else 0.0)
 
-    @property
-    def cancel(self) -> CancelFn | None:
-        """The cancellation poll for a job (None for synchronous work: nothing can cancel it)."""
-        return None if self.job_id is None else self._poll_cancel
-
-    def _poll_cancel(self) -> bool:
+    def cancel(self) -> bool:
+        """True once the deadline has passed or the job was asked to stop."""
         now = time.monotonic()
-        if self._cancelled or now - self._last_poll < CANCEL_POLL_SECONDS:
+        if now >= self._deadline:
+            self.expired = True
+            return True
+        if self.job_id is None or self._cancelled or now - self._last_poll < CANCEL_POLL_SECONDS:
             return self._cancelled
         self._last_poll = now
-        assert self.job_id is not None
         with self.ctx.store.read() as conn:
             self._cancelled = jobs.cancel_requested(conn, self.job_id)
         return self._cancelled
@@ -191,66 +348,79 @@ class JobHooks:
         )
 
 
-class _WorkRun:
-    """The body of one submitted piece of work, run on a worker thread."""
+class _Run:
+    """Step 4, on a worker thread: run the order, record its end, return its answer."""
 
     def __init__(
         self,
         ctx: ServiceContext,
-        kind: str,
-        work: WorkFn,
-        status: int,
-        job_id: str | None,
+        order: WorkOrder,
+        hooks: JobHooks,
         idem_key: str | None,
         key_id: str,
-        particle_steps: int,
     ) -> None:
-        self.ctx, self.kind, self.work, self.status = ctx, kind, work, status
-        self.job, self.idem_key, self.key_id = JobHooks(ctx, job_id), idem_key, key_id
-        self.particle_steps = particle_steps
+        self.ctx, self.order, self.hooks = ctx, order, hooks
+        self.idem_key, self.key_id = idem_key, key_id
+        charge = order.charge
+        self.failure = charge.failure if charge is not None else _INTERNAL
 
     def __call__(self) -> Outcome:
         start = time.perf_counter()
-        if not self.job.start():
-            return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
+        order = self.order
         try:
-            body = self.work(self.job.progress, self.job.cancel)
-            outcome, state = Outcome(self.status, body), "succeeded"
+            if not self.hooks.start():
+                return self._close("cancelled", Outcome(409, CANCELLED_PROBLEM))
+            body = order.work(self.hooks.progress, self.hooks.cancel)
+            outcome, state = Outcome(order.status, body), "succeeded"
         except Cancelled:
-            outcome, state = Outcome(409, CANCELLED_PROBLEM), "cancelled"
+            if self.hooks.expired:
+                outcome, state = Outcome(504, DEADLINE_PROBLEM), "failed"
+            else:
+                outcome, state = Outcome(409, CANCELLED_PROBLEM), "cancelled"
         except InvalidParameter as exc:
-            error = ApiError.invalid(exc.field, exc.message)
-            outcome, state = Outcome(422, error.body()), "failed"
-        except Exception as exc:
-            logger.error("work failed", extra={"kind": self.kind, "error_type": type(exc).__name__})
-            outcome, state = Outcome(500, _INTERNAL), "failed"
+            if order.charge is None:  # public inputs: the field and message may be shown
+                error = ApiError.invalid(exc.field, exc.message)
+                outcome, state = Outcome(422, error.body()), "failed"
+            else:
+                outcome, state = self._failed(exc)
+        except Exception as exc:  # never echo text: it may quote private values
+            outcome, state = self._failed(exc)
         seconds = time.perf_counter() - start
-        self.ctx.metrics.job_seconds.labels(self.kind).observe(seconds)
-        if state == "succeeded" and self.particle_steps:
-            self.ctx.metrics.particle_steps.labels(self.kind).inc(self.particle_steps)
-            self.ctx.metrics.sampler_seconds.labels(self.kind).inc(seconds)
+        self.ctx.metrics.job_seconds.labels(order.kind).observe(seconds)
+        if state == "succeeded" and order.throughput is not None:
+            label, particle_steps = order.throughput
+            self.ctx.metrics.particle_steps.labels(label).inc(particle_steps)
+            self.ctx.metrics.sampler_seconds.labels(label).inc(seconds)
         return self._close(state, outcome)
 
+    def _failed(self, exc: Exception) -> tuple[Outcome, str]:
+        charge = self.order.charge
+        logger.error(
+            "work failed",
+            extra={
+                "kind": self.order.kind,
+                "release_id": charge.release_id if charge is not None else None,
+                "error_type": type(exc).__name__,
+            },
+        )
+        return Outcome(500, self.failure), "failed"
+
     def _close(self, state: str, outcome: Outcome) -> Outcome:
-        if self.job.job_id is None and self.idem_key is None:
+        if self.hooks.job_id is None and self.idem_key is None and self.order.charge is None:
             return outcome
         try:
             self._record(state, outcome)
         except Exception as exc:  # e.g. a result the store cannot hold: fail the job, not hang
             logger.error("work result not stored", extra={"error_type": type(exc).__name__})
-            outcome, state = Outcome(500, _INTERNAL), "failed"
+            outcome, state = Outcome(500, self.failure), "failed"
             self._record(state, outcome)
         return outcome
 
     def _record(self, state: str, outcome: Outcome) -> None:
         with self.ctx.store.transaction() as conn:
-            if self.job.job_id is not None:
-                self.job.finish(conn, state, outcome)
+            if self.order.charge is not None:
+                self.order.charge.close(conn, state, outcome)
+            if self.hooks.job_id is not None:
+                self.hooks.finish(conn, state, outcome)
             elif self.idem_key is not None:
                 idempotency.complete(conn, self.key_id, self.idem_key, outcome.status, outcome.body)
-
-
-_INTERNAL = problem_body(500, "internal", "The work failed inside the service.")
-_ABANDONED = problem_body(
-    500, "internal", "The first request with this key ended without an answer; its charge stands."
-)

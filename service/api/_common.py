@@ -32,9 +32,10 @@ _DESCRIPTIONS = {
     403: "Authenticated but not allowed (forbidden)",
     404: "No such resource (not_found)",
     409: "Budget exceeded: nothing spent, nothing run (budget_exceeded)",
-    413: "Request too large (too_large)",
+    413: "Request too large (too_large) or its public work estimate too high (too_expensive)",
     422: "Invalid request (invalid_request, idempotency_conflict)",
-    429: "Queue full; see Retry-After (overloaded)",
+    429: "Queue full or the key's share of it taken; see Retry-After (overloaded)",
+    504: "Stopped at the service's deadline (deadline); a release's charge stands",
 }
 
 

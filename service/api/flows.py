@@ -18,7 +18,7 @@ router = APIRouter(
     route_class=JsonBodyRoute,
     prefix="/v1/flows",
     tags=["flows"],
-    responses=problems(401, 413, 422, 429),
+    responses=problems(401, 413, 422, 429, 504),
 )
 
 _ACCEPTED = {202: {"model": JobAccepted, "description": 'Accepted as a job ("async": true)'}}

@@ -32,7 +32,7 @@ router = APIRouter(
     response_model=GeneratorOut,
     responses={
         202: {"model": JobAccepted, "description": 'Accepted as a job ("async": true)'},
-        **problems(404, 413, 429),
+        **problems(404, 413, 429, 504),
     },
     summary="Fit a generator on public points or a stored release's samples (charges nothing)",
 )
@@ -44,7 +44,7 @@ async def fit(
 
 @router.post(
     "/{generator_id}/samples",
-    responses=problems(404, 413, 429),
+    responses=problems(404, 413, 429, 504),
     summary="Samples from a generator (the same seed gives the same samples)",
 )
 async def sample(

@@ -5,18 +5,15 @@ from __future__ import annotations
 from functools import partial
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.actions import memories as actions
-from service.actions.outcome import Started
 from service.api._body import JsonBodyRoute
-from service.api._common import answer, problems
+from service.api._common import problems
 from service.api.flows import run_work
 from service.deps import ApiKey, Ctx, IdempotencyKey
 from service.schemas.flows import MemoryCreate, MemoryCreated, MemoryRetrieve
 from service.schemas.releases import JobAccepted
-from service.store.idempotency import request_hash
 
 __all__ = ["router"]
 
@@ -32,25 +29,20 @@ router = APIRouter(
     "",
     status_code=201,
     response_model=MemoryCreated,
+    responses=problems(429, 504),
     summary="Store patterns (weighted point clouds) as a Sinkhorn associative memory",
 )
 async def create_memory(
     body: MemoryCreate, ctx: Ctx, key: ApiKey, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    digest = request_hash(
-        "POST", "/v1/memories", body.model_dump(mode="json", by_alias=True, exclude_none=True)
-    )
-    outcome = await run_in_threadpool(
-        actions.create_memory, ctx, key, body, idempotency_key, digest
-    )
-    return await answer(Started(outcome=outcome))
+    return await run_work(actions.start_create, "/v1/memories", body, ctx, key, idempotency_key)
 
 
 @router.post(
     "/{memory_id}/retrieve",
     responses={
         202: {"model": JobAccepted, "description": 'Accepted as a job ("async": true)'},
-        **problems(404, 429),
+        **problems(404, 429, 504),
     },
     summary="Retrieve from a query by SHK Sinkhorn dynamics",
 )

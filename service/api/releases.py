@@ -37,7 +37,7 @@ router = APIRouter(
     response_model=ReleaseOut,
     responses={
         202: {"model": JobAccepted, "description": 'Accepted as a job ("async": true)'},
-        **problems(409, 429),
+        **problems(409, 413, 429, 504),
     },
     summary="Release samples of the exponential mechanism, with a certificate",
 )

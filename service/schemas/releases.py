@@ -18,6 +18,7 @@ __all__ = [
     "SampleRequest",
     "SamplerParams",
     "Utility",
+    "WorkOut",
 ]
 
 ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -141,6 +142,17 @@ class SampleRequest(Request):
         _refuse_seed(value)
 
 
+class WorkOut(BaseModel):
+    """The public work estimate of a release or job (from public parameters only)."""
+
+    units: Annotated[
+        int, Field(description="work units: kernel pairs or particle-record terms x dimension")
+    ]
+    estimated_seconds: Annotated[
+        float, Field(description="units / the service's work_units_per_second (an estimate)")
+    ]
+
+
 class ReleaseOut(BaseModel):
     release_id: str
     dataset_id: str
@@ -149,6 +161,7 @@ class ReleaseOut(BaseModel):
     charged: Spend
     budget: Annotated[dict[str, Spend], Field(description="spent and remaining after the charge")]
     sampler: dict[str, Any] | None
+    work: WorkOut | None = None
     created_at: datetime
 
 
@@ -209,6 +222,7 @@ class JobOut(BaseModel):
     kind: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: float
+    work: WorkOut | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     created_at: datetime

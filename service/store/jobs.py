@@ -49,6 +49,7 @@ class JobRecord:
     release_id: str | None
     created_at: datetime
     finished_at: datetime | None
+    work: dict[str, Any] | None
 
 
 def _record(row: Any) -> JobRecord:
@@ -56,7 +57,13 @@ def _record(row: Any) -> JobRecord:
 
 
 def create_job(
-    conn: Connection, key_id: str, kind: str, runner: str, release_id: str | None = None
+    conn: Connection,
+    key_id: str,
+    kind: str,
+    runner: str,
+    release_id: str | None = None,
+    *,
+    work: dict[str, Any] | None = None,
 ) -> str:
     job_id = new_id("job")
     stamp = now()
@@ -72,6 +79,7 @@ def create_job(
             runner=runner,
             heartbeat_at=stamp,
             created_at=stamp,
+            work=work,
         )
     )
     return job_id

@@ -155,6 +155,7 @@ jobs = Table(
     Column("heartbeat_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
+    Column("work", JSON, nullable=True),  # the public work estimate (service.cost)
     Index("ix_jobs_status", "status"),
 )
 
