@@ -1,13 +1,13 @@
 """The debiased Sinkhorn divergence S_ε (flows note (F 16)) and its transport map (F 19).
 
 ``S_ε(α, β) = OT_ε(α, β) − ½OT_ε(α, α) − ½OT_ε(β, β) = ⟨a, f − p⟩ + ⟨b, g − q⟩`` with (f, g)
-the two-sided potentials and p, q the symmetric ones, all from :mod:`dp_core.engine.sinkhorn`
-(cost ½|x − y|², ε = blur²). Its first variation in α is ``f − p`` (F 18) and the gradient of
-the extended potential is ``∇f(x) = x − T(x)`` with the barycentric map
-``T(x) = Σ_j softmax_j(log b_j + (g_j − c(x, y_j))/ε) y_j`` (F 19), computed in the solver's
-last pass; so ``∇_x S_ε = a ⊙ (T_self(x) − T(x))`` (F 18)–(F 19).
+the two-sided potentials and p, q the symmetric ones, all from
+:mod:`dp_core.engine.sinkhorn_solve` (cost ½|x − y|², ε = blur²). Its first variation in α is
+``f − p`` (F 18) and the gradient of the extended potential is ``∇f(x) = x − T(x)`` with the
+barycentric map ``T(x) = Σ_j softmax_j(log b_j + (g_j − c(x, y_j))/ε) y_j`` (F 19), computed in
+the solver's last pass; so ``∇_x S_ε = a ⊙ (T_self(x) − T(x))`` (F 18)–(F 19).
 
-Composition only: no Numba here (the passes are in :mod:`sinkhorn`), no per-point loops.
+Composition only: no Numba here, no per-point loops.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dp_core.engine import kernels
-from dp_core.engine.sinkhorn import Path, sinkhorn_pairs, sinkhorn_self
+from dp_core.engine.sinkhorn_solve import Path, sinkhorn_pairs, sinkhorn_self
 from dp_core.errors import InvalidParameter
 
 __all__ = ["SinkhornDivergence", "barycentric_map", "check_measure", "sinkhorn_divergence"]
@@ -83,8 +83,9 @@ def sinkhorn_divergence(
     ----------
     x : (N, d), y : (M, d) float64 points; a (N,), b (M,) probability weights (None: uniform).
     blur : ε = blur² for the cost ½|x − y|².
-    scaling, tol, max_iter, path : as in :func:`dp_core.engine.sinkhorn.sinkhorn_pairs` (the
-        stopping rule is the sup-change of the potentials at ε = blur²).
+    scaling, tol, max_iter, path : as in
+        :func:`dp_core.engine.sinkhorn_solve.sinkhorn_pairs` (the stopping rule is the
+        sup-change of the potentials at ε = blur²).
 
     Returns
     -------

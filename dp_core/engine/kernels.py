@@ -45,7 +45,9 @@ __all__ = [
     "kernel_sum",
     "kernel_sum_self",
     "logsumexp_cost",
+    "logsumexp_tiled",
     "softmax_barycentre",
+    "tiled_columns",
 ]
 
 GAUSSIAN = 0
@@ -556,3 +558,35 @@ def softmax_barycentre(
     (lse (N,), barycentre (N, d)).
     """
     return _lse_call(x, y, log_w, f, eps, True)
+
+
+def tiled_columns(y: np.ndarray) -> np.ndarray:
+    """``y`` (M, d) in this module's column layout: ``(d, M')``, M' a multiple of :data:`TILE`,
+    zero padding. Prepare a column set once, then reduce against it many times with
+    :func:`logsumexp_tiled` (a Sinkhorn solve does so every iteration)."""
+    return _transposed_padded(y, np.zeros(y.shape[0]), 0.0)[0]
+
+
+def logsumexp_tiled(
+    x: np.ndarray,
+    yT: np.ndarray,
+    log_w: np.ndarray,
+    f: np.ndarray,
+    eps: float,
+    lse_out: np.ndarray,
+    bary_out: np.ndarray | None = None,
+) -> None:
+    """P3, and P4 when ``bary_out`` is given, against columns prepared by :func:`tiled_columns`.
+
+    x (N, d) C-contiguous; yT (d, M') from ``tiled_columns(y)``; log_w, f (M,) as in
+    :func:`logsumexp_cost`. Writes ``lse_out`` (N,) and, if given, the soft-max barycentre into
+    ``bary_out`` (N, d) C-contiguous; the same pass and bits as :func:`softmax_barycentre`.
+    """
+    m = log_w.shape[0]
+    lw = np.full(yT.shape[1], _NEG_INF)
+    lw[:m] = log_w
+    fp = np.zeros(yT.shape[1])
+    fp[:m] = f
+    want = bary_out is not None
+    out_b = bary_out if want else np.empty((0, x.shape[1]))
+    _lse_kernel(x, yT, lw, fp, float(eps), want, lse_out, out_b)

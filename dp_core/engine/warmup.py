@@ -28,6 +28,7 @@ from dp_core.engine import (
     rng,
     semidiscrete,
     sinkhorn,
+    sinkhorn_solve,
     two_layer,
     utility_kernels,
 )
@@ -123,6 +124,24 @@ def _warm_grid_scores() -> None:
         grid_scores.logistic_grid_sums(x2, x3, gradient, 0.01, 1.0, 120, out)
 
 
+def _warm_sinkhorn() -> None:
+    x = _tiny_points()
+    off = np.array([0, 3], dtype=np.int64)
+    w = np.full(3, 1.0 / 3.0)
+    sinkhorn_solve.sinkhorn_pairs(x, off, w, x, off, w, 0.5, max_iter=2, path="dense")
+    sinkhorn_solve.sinkhorn_self(x, off, w, 0.5, max_iter=2, path="dense")
+    prob = np.zeros(3, dtype=np.int64)
+    mat_off = np.array([0, 9], dtype=np.int64)
+    C = np.empty(9)
+    sinkhorn.build_costs(x, prob, off, x, off, mat_off, C)
+    lw, eps, active = np.log(w), np.full(1, 0.25), np.ones(1, dtype=np.uint8)
+    problem = (prob, off, off, mat_off, C, lw, np.zeros(3), eps, active)
+    for dense_pass in (sinkhorn.dense_pass_serial, sinkhorn.dense_pass_parallel):
+        for average, bary in ((False, np.empty((3, 2))), (True, np.empty((0, 2)))):
+            out = (np.zeros(3), np.empty(3), bary.shape[0] > 0, x, bary, 3)
+            dense_pass(*problem, average, *out)
+
+
 def _warm_flow_maps() -> None:
     x = _tiny_points()
     for kind in kernels.KERNELS.values():
@@ -172,12 +191,12 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
     ),
     "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),
     "sinkhorn": (
-        sinkhorn._warm,
+        _warm_sinkhorn,
         (
-            sinkhorn._small_batch_solve,
-            sinkhorn._build_costs,
-            sinkhorn._dense_pass_serial,
-            sinkhorn._dense_pass_parallel,
+            sinkhorn.small_batch_solve,
+            sinkhorn.build_costs,
+            sinkhorn.dense_pass_serial,
+            sinkhorn.dense_pass_parallel,
         ),
     ),
     "flow_maps": (

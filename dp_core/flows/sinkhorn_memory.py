@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dp_core.engine.divergence import check_measure
-from dp_core.engine.sinkhorn import sinkhorn_pairs, sinkhorn_self
+from dp_core.engine.sinkhorn_solve import sinkhorn_pairs, sinkhorn_self
 from dp_core.errors import InvalidParameter, NumericalFailure
 from dp_core.flows.base import CancelFn, ProgressFn, RunDescription, run_steps
 from dp_core.types import FloatArray

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import pytest
 
-from dp_core.engine import sinkhorn as sk
+from dp_core.engine import sinkhorn_solve as sk
 from dp_core.engine.divergence import barycentric_map, sinkhorn_divergence
 from dp_core.reference.sinkhorn import (
     barycentric_map_reference,
@@ -203,7 +203,7 @@ def test_far_apart_clouds_do_not_underflow():
 
 _THREAD_SCRIPT = """
 import numpy as np, numba
-from dp_core.engine import sinkhorn as sk
+from dp_core.engine import sinkhorn_solve as sk
 assert numba.get_num_threads() == THREADS
 rng = np.random.default_rng(77)
 x = rng.normal(size=(600, 2)); y = rng.normal(size=(550, 2)) + 0.3
