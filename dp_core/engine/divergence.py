@@ -85,7 +85,7 @@ def sinkhorn_divergence(
     blur : ε = blur² for the cost ½|x − y|².
     scaling, tol, max_iter, path : as in
         :func:`dp_core.engine.sinkhorn_solve.sinkhorn_pairs` (the stopping rule is the
-        sup-change of the potentials at ε = blur²).
+        sup-change of the potentials at ε = blur²; Newton polishing at the cap).
 
     Returns
     -------
