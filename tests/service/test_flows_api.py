@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dp_core.errors import NumericalFailure
+from dp_core.flows import sinkhorn_memory
 from dp_core.flows.base import RunDescription, RunResult
 from service.actions.flows import flow_answer
 from service.app import create_app
@@ -220,3 +221,34 @@ def test_memory_creation_is_idempotent(client: TestClient, admin: dict[str, str]
     assert other.status_code == 422 and other.json()["code"] == "idempotency_conflict"
     fresh = client.post("/v1/memories", json=body, headers=admin)
     assert fresh.json()["memory_id"] != first.json()["memory_id"]
+
+
+def test_memory_retrieval_reports_sinkhorn_convergence(
+    client: TestClient, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every retrieval answers ``converged`` per pattern and ``warnings``. The solver's cap is
+    not a request parameter, so the deliberately tiny cap is set in dp_core (before the memory
+    is built: its stored self-potentials use it too) and must show up in both fields."""
+    rng = np.random.default_rng(5)
+    patterns = [{"points": (rng.normal(size=(12, 2)) + 4.0 * k).tolist()} for k in range(3)]
+    query = {"query": {"points": rng.permutation(patterns[1]["points"]).tolist()}, "steps": 2}
+
+    def retrieve() -> dict[str, Any]:
+        body = {"patterns": patterns, "blur": 0.5}
+        created = client.post("/v1/memories", json=body, headers=admin)
+        assert created.status_code == 201, created.text
+        memory_id = created.json()["memory_id"]
+        answer = client.post(f"/v1/memories/{memory_id}/retrieve", json=query, headers=admin)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    converged = retrieve()
+    assert converged["converged"] == [True, True, True]
+    assert converged["warnings"] == []
+    monkeypatch.setattr(sinkhorn_memory, "SINKHORN_MAX_ITER", 1)
+    monkeypatch.setattr(sinkhorn_memory, "SINKHORN_NEWTON_STEPS", 0)
+    capped = retrieve()
+    assert capped["converged"] == [False, False, False]
+    assert len(capped["warnings"]) == 3
+    assert "did not converge for 3 of 3 patterns" in capped["warnings"][0]
+    assert all(math.isfinite(s) for s in capped["divergences"])
