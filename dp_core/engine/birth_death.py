@@ -99,13 +99,17 @@ def reaction(
     log_kde: np.ndarray,
     beta: np.ndarray,
     order: np.ndarray,
+    threads: int | None = None,
 ) -> int:
     """The whole reaction step in place: ``log_kde`` (N,) receives
     :func:`dp_core.engine.kde.log_kde_self`, ``beta`` (N,) the rates, then one jump sweep;
-    returns the event count. In d = 1 it is a single compiled call."""
+    returns the event count. In d = 1 it is a single compiled call. ``threads`` (default: ask
+    Numba, a few microseconds) is how many parts the KDE's largest cells are cut into; it
+    changes the speed only, never a bit of the result."""
     if x.shape[1] == 1 and x.shape[0] > 0:
         s = 1.0 / (math.sqrt(2.0) * bandwidth)
-        return _reaction_1d(x, v, grad, s, get_num_threads(), dt, rng, log_kde, beta, order)
+        parts = get_num_threads() if threads is None else max(1, threads)
+        return _reaction_1d(x, v, grad, s, parts, dt, rng, log_kde, beta, order)
     log_kde[:] = kde.log_kde_self(x, bandwidth)
     birth_death_rates(log_kde, v, beta)
     return birth_death_sweep(x, v, grad, beta, dt, rng, order)

@@ -9,21 +9,23 @@ plain sum: it goes through the max-shifted log-sum-exp. Normalising constants ar
 (they cancel in the centred birth–death rates).
 
 **The 1-D path.** With z = x/(√2 h) the unnormalised sum is S_i = Σ_j exp(-(z_i - z_j)²) >= 1
-(the self term). The particles are grouped into cells of width w = 1/2 in z (every point within
-w/2 of its cell's centre; a counting sort on a grid, or a sort when the grid would be sparse).
-For a target cell T and a source cell S with centres c_T, c_S, D = c_T - c_S, t = z_i - c_T,
-u = z_j - c_S, the kernel factorises exactly,
+(the self term). The particles are grouped into cells of width w = 1/2 in z (a counting sort on
+a grid, or a sort when the grid would be sparse); a cell's centre is the midpoint of its points,
+its radius r <= w/2 their largest distance from it. For a target cell T and a source cell S with
+centres c_T, c_S, D = c_T - c_S, t = z_i - c_T, u = z_j - c_S, the kernel factorises exactly,
 
     exp(-(D + t - u)²) = exp(-(D + t)²) · exp(u(2D - u)) · exp(2tu),
 
-so with exp(2tu) replaced by its first p = 12 Taylor terms a pair of cells costs
-O((n_T + n_S) p) instead of O(n_T n_S): the source moments Σ_j exp(u_j(2D - u_j)) u_j^k once,
-then a Horner pass per target. Small pairs are summed directly; the choice depends on the two
-cells' sizes only. Nothing is approximated beyond rounding:
+so with exp(2tu) replaced by its first p <= 12 Taylor terms a pair of cells costs
+O((n_T + n_S) p) instead of O(n_T n_S): the source moments Σ_j exp(u_j(2D - u_j)) u_j^k once
+(pairwise sums), then a Horner pass per target. Small pairs are summed directly (each target's
+terms by a pairwise sum); the choice depends on the two cells alone. Nothing is approximated
+beyond rounding:
 
-* *Taylor remainder.* |2tu| <= w²/2 = 1/8, and the remainder of exp(x) after p terms is at most
-  |x|^p/p! · e^{|x|} relative to exp(x), here (1/8)^12/12! · e^{1/8} = 2^-64.7 for every term.
-  The terms are positive, so the sum carries the same relative bound.
+* *Taylor remainder.* |2tu| <= x = 2 r_T r_S <= w²/2 = 1/8, and the remainder of exp(y) after p
+  terms is at most x^p/p! · e^x relative to exp(y) for |y| <= x; p is the fewest terms that make
+  this <= 2^-64 (12 at x = 1/8: 2^-64.7; 7 for a cluster a third of a cell wide). The terms are
+  positive, so the sum carries the same relative bound.
 * *Cancellation.* Every product of the factors above is bounded by the exact term times
   e^{4|tu|} <= e^{w²} = 1.28, so the rounding of the expansion is a few ulp of the exact sum.
 * *Cutoff.* Pairs of cells whose points are all farther apart than d with d² = 60 ln 2 + ln N
@@ -101,23 +103,25 @@ def log_kde(
 # --------------------------------------------------------------------------- 1-D fast path
 # Constants of the 1-D sums (see log_kde_self's docstring for the error argument).
 _CELL = 0.5  # cell width in units of √2·h
-_TERMS = 12  # Taylor terms: (CELL²/2)^TERMS / TERMS! · e^(CELL²/2) = 2^-64.7
+_TERMS = 12  # most Taylor terms: (CELL²/2)^TERMS / TERMS! · e^(CELL²/2) = 2^-64.7
 _TAIL_BITS = 60  # pairs of cells farther apart than the cutoff are skipped (terms < 2^-60 / N)
 _DIRECT_MAX = 12.0  # a pair of cells is summed directly when nT·nS <= _DIRECT_MAX·(nT + nS)
 _BLOCK_MIN = 512  # target cells are split into blocks of at least this many points (threads)
 _SPARSE_CELLS = 4  # grid cells per particle above which the cells come from a sort instead
 _TAYLOR = tuple(2.0**k / math.factorial(k) for k in range(_TERMS))  # 2^k / k!
+_TAYLOR_TOL = 2.0**-64
 
 
 @njit(cache=True, nogil=True)
-def _cells_1d(x, width, order, xs, starts, centres):
+def _cells_1d(x, width, order, xs, starts, centres, radii):
     """Group the particles into cells of ``width``; returns the number of non-empty cells.
 
     ``xs`` receives the positions grouped by cell (``order`` the original indices), cell c holds
-    ``xs[starts[c]:starts[c + 1]]`` and every point of it lies within width/2 of ``centres[c]``;
-    cells are in increasing position. A grid anchored at the leftmost particle (counting sort,
-    O(N + cells)) unless it would have more than ``_SPARSE_CELLS`` cells per particle; then the
-    sorted particles are cut greedily (a cell starts at its first point).
+    ``xs[starts[c]:starts[c + 1]]``, ``centres[c]`` is the midpoint of its points and
+    ``radii[c]`` <= width/2 their largest distance from it; cells are in increasing position. A
+    grid anchored at the leftmost particle (counting sort, O(N + cells)) unless it would have
+    more than ``_SPARSE_CELLS`` cells per particle; then the sorted particles are cut greedily
+    (a cell starts at its first point).
     """
     n = x.shape[0]
     lo = x[0, 0]
@@ -145,7 +149,6 @@ def _cells_1d(x, width, order, xs, starts, centres):
         for c in range(n_grid):
             if count[c + 1] > count[c]:
                 starts[m] = count[c]
-                centres[m] = lo + (c + 0.5) * width
                 m += 1
         starts[m] = n
     else:
@@ -159,11 +162,18 @@ def _cells_1d(x, width, order, xs, starts, centres):
             if k == 0 or xk - first > width:
                 first = xk
                 starts[m] = k
-                centres[m] = first + 0.5 * width
                 m += 1
         starts[m] = n
     for k in range(n):
         xs[k] = x[order[k], 0]
+    for c in range(m):
+        a = xs[starts[c]]
+        b = a
+        for k in range(starts[c] + 1, starts[c + 1]):
+            a = min(a, xs[k])
+            b = max(b, xs[k])
+        centres[c] = 0.5 * (a + b)
+        radii[c] = max(centres[c] - a, b - centres[c])
     return m
 
 
@@ -209,6 +219,18 @@ def _pairwise_sum(a, n, stack, level):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _taylor_terms(x):
+    """The fewest Taylor terms p <= _TERMS with x^p/p! · e^x <= 2^-64: the remainder of exp(y)
+    after p terms, relative to exp(y), for every |y| <= x (x <= CELL²/2 needs at most _TERMS)."""
+    bound = math.exp(x)
+    p = 0
+    while p < _TERMS and bound > _TAYLOR_TOL:
+        p += 1
+        bound *= x / p
+    return max(p, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _pair_direct(xs, a0, a1, b0, b1, s, val, stack, level, acc):
     """acc[i - a0] += Σ_{j in [b0, b1)} exp(-((xs_i - xs_j) s)²) for i in [a0, a1): the terms
     of each target into ``val`` (vectorised over the sources), then a pairwise sum."""
@@ -223,13 +245,13 @@ def _pair_direct(xs, a0, a1, b0, b1, s, val, stack, level, acc):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pair_taylor(xs, a0, a1, b0, b1, ct, cs, s, coef, su, pw, tt, rr, stack, level, acc):
+def _pair_taylor(xs, a0, a1, b0, b1, ct, cs, s, terms, coef, su, pw, tt, rr, stack, level, acc):
     """The same sum by the factorised Taylor expansion about the cell centres ct (targets) and
     cs (sources): with t = (x_i - ct)s, u = (x_j - cs)s and D = (ct - cs)s,
     exp(-(D + t - u)²) = exp(-(D + t)²) · exp(u(2D - u)) · exp(2tu), and exp(2tu) is replaced
-    by its first _TERMS Taylor terms: coef_k = (2^k/k!) Σ_j exp(u_j(2D - u_j)) u_j^k once per
+    by its first ``terms`` Taylor terms: coef_k = (2^k/k!) Σ_j exp(u_j(2D - u_j)) u_j^k once per
     pair (pairwise sums), then a Horner pass per target. ``su``, ``pw`` (>= sources), ``tt``,
-    ``rr`` (>= targets), ``coef`` (_TERMS), ``stack`` and ``level`` (64) are work arrays."""
+    ``rr`` (>= targets), ``coef`` (>= terms), ``stack`` and ``level`` (64) are work arrays."""
     d = (ct - cs) * s
     two_d = 2.0 * d
     ns = b1 - b0
@@ -238,17 +260,17 @@ def _pair_taylor(xs, a0, a1, b0, b1, ct, cs, s, coef, su, pw, tt, rr, stack, lev
         u = (src[j] - cs) * s
         su[j] = u
         pw[j] = exp(u * (two_d - u))
-    for k in range(_TERMS):
+    for k in range(terms):
         coef[k] = _TAYLOR[k] * _pairwise_sum(pw, ns, stack, level)
         for j in range(ns):
             pw[j] *= su[j]
     nt = a1 - a0
     xt = xs[a0:a1]
-    top = coef[_TERMS - 1]
+    top = coef[terms - 1]
     for i in range(nt):
         tt[i] = (xt[i] - ct) * s
         rr[i] = top
-    for k in range(_TERMS - 2, -1, -1):
+    for k in range(terms - 2, -1, -1):
         ck = coef[k]
         for i in range(nt):
             rr[i] = fma(rr[i], tt[i], ck)
@@ -290,12 +312,14 @@ def _log_kde_1d_kernel(x, s, n_split, out):
     xs = np.empty(n)
     starts = np.empty(n + 1, dtype=np.int64)
     centres = np.empty(n)
-    m = _cells_1d(x, _CELL / s, order, xs, starts, centres)
+    radii = np.empty(n)
+    m = _cells_1d(x, _CELL / s, order, xs, starts, centres, radii)
     blocks = _blocks_1d(starts, m, n_split)
     widest = 0
     for c in range(m):
         widest = max(widest, starts[c + 1] - starts[c])
-    reach = math.sqrt(_TAIL_BITS * math.log(2.0) + math.log(n)) + _CELL
+    cut = math.sqrt(_TAIL_BITS * math.log(2.0) + math.log(n))
+    reach = cut + _CELL  # centres farther apart than this hold no pair within the cutoff
     sums = np.empty(n)
     for b in prange(blocks.shape[0]):
         t = blocks[b, 0]
@@ -318,15 +342,36 @@ def _log_kde_1d_kernel(x, s, n_split, out):
         last = t
         while last < m - 1 and (centres[last + 1] - ct) * s <= reach:
             last += 1
+        rt = radii[t] * s
         for c in range(first, last + 1):
+            rs = radii[c] * s
+            if abs(ct - centres[c]) * s - (rt + rs) > cut:
+                continue  # every term below 2^-60 / N
             b0 = starts[c]
             b1 = starts[c + 1]
             ns = b1 - b0
             if size * ns <= _DIRECT_MAX * (size + ns):
                 _pair_direct(xs, a0, a1, b0, b1, s, pw, stack, level, acc)
             else:
+                terms = _taylor_terms(2.0 * rt * rs)
                 _pair_taylor(
-                    xs, a0, a1, b0, b1, ct, centres[c], s, coef, su, pw, tt, rr, stack, level, acc
+                    xs,
+                    a0,
+                    a1,
+                    b0,
+                    b1,
+                    ct,
+                    centres[c],
+                    s,
+                    terms,
+                    coef,
+                    su,
+                    pw,
+                    tt,
+                    rr,
+                    stack,
+                    level,
+                    acc,
                 )
         for i in range(nt):
             sums[a0 + i] = acc[i]

@@ -20,12 +20,12 @@ and only fills in what the environment leaves unset, so every choice stays overr
     more runnable threads than cores.
 ``NUMBA_NUM_THREADS``
     Numba's own (default: the number of cores); the most any call uses.
-``PRIVFLOW_SERIAL_PARTICLES`` (default :data:`DEFAULT_SERIAL_PARTICLES`)
-    A sampler run whose particles × dimension is below this runs every kernel on its calling
-    thread (:func:`run_threads`): at that size a step's work is a few hundred microseconds,
-    smaller than what waking a worker costs on a busy machine (a scheduler tick, 1-4 ms), and a
-    single thread loses only its fair share of the CPU under contention instead of stalling at
-    every parallel region. ``0`` lets every run use all threads.
+``PRIVFLOW_SERIAL_WORK`` (default :data:`DEFAULT_SERIAL_WORK`)
+    A sampler run whose work per step (:func:`step_work`) is below this runs every kernel on its
+    calling thread (:func:`run_threads`): there a step's kernels take microseconds to a
+    millisecond, no more than waking a worker costs on a busy machine (a scheduler tick,
+    1-4 ms), and a single thread loses only its fair share of the CPU under contention instead
+    of stalling at every parallel region. ``0`` lets every run use all threads.
 
 Results never depend on the number of threads (per-particle streams, fixed reduction orders), so
 none of this changes a sample, only how fast it is drawn.
@@ -40,10 +40,12 @@ from contextlib import contextmanager
 
 __all__ = [
     "DEFAULTS",
-    "DEFAULT_SERIAL_PARTICLES",
+    "DEFAULT_SERIAL_WORK",
     "configure",
+    "current_threads",
     "run_threads",
-    "serial_particles",
+    "serial_work",
+    "step_work",
     "threads",
 ]
 
@@ -53,9 +55,10 @@ DEFAULTS = {
 }
 """Environment defaults applied by :func:`configure` where the variable is unset."""
 
-DEFAULT_SERIAL_PARTICLES = 16384
-"""Below this many particle coordinates a sampler run is single-threaded (docs/benchmarks.md,
-"Release speed")."""
+DEFAULT_SERIAL_WORK = 4_000_000
+"""Work per step (:func:`step_work`) below which a sampler run is single-threaded: measured on
+this 2-core machine (docs/benchmarks.md, "Release speed"), two threads gain nothing in 1-D up to
+N = 32768 (work 2.1e6) and 12% in 2-D at N = 2000 (8e6), 46% at N = 4000."""
 
 
 def configure() -> None:
@@ -72,22 +75,35 @@ def configure() -> None:
         config.THREADING_LAYER_PRIORITY = os.environ["NUMBA_THREADING_LAYER_PRIORITY"].split()
 
 
-def serial_particles() -> int:
-    """``PRIVFLOW_SERIAL_PARTICLES`` (particles × dimension below which a run is serial)."""
-    raw = os.environ.get("PRIVFLOW_SERIAL_PARTICLES", "").strip()
+def serial_work() -> int:
+    """``PRIVFLOW_SERIAL_WORK``: the work per step below which a run is single-threaded."""
+    raw = os.environ.get("PRIVFLOW_SERIAL_WORK", "").strip()
     if not raw:
-        return DEFAULT_SERIAL_PARTICLES
+        return DEFAULT_SERIAL_WORK
     try:
-        value = int(raw)
+        value = int(float(raw))
     except ValueError:
-        raise ValueError(f"PRIVFLOW_SERIAL_PARTICLES must be an integer, got {raw!r}") from None
+        raise ValueError(f"PRIVFLOW_SERIAL_WORK must be a number, got {raw!r}") from None
     return max(0, value)
 
 
+def step_work(n_particles: int, dim: int) -> int:
+    """A size for one SHK step's work: the KDE's pair terms N² d in d >= 2, and 64 N in 1-D,
+    where the cell expansion is linear in N (about the cost of 64 pair terms per particle)."""
+    return 64 * n_particles if dim == 1 else n_particles * n_particles * dim
+
+
 def run_threads(n_particles: int, dim: int) -> int | None:
-    """Threads for a sampler run of ``n_particles`` in ``dim`` dimensions: 1 below
-    :func:`serial_particles`, else ``None`` (every thread Numba has)."""
-    return 1 if n_particles * dim < serial_particles() else None
+    """Threads for a sampler run of ``n_particles`` in ``dim`` dimensions: 1 when its
+    :func:`step_work` is below :func:`serial_work`, else ``None`` (every thread Numba has)."""
+    return 1 if step_work(n_particles, dim) < serial_work() else None
+
+
+def current_threads() -> int:
+    """The number of threads a kernel called from this thread may use now."""
+    import numba
+
+    return numba.get_num_threads()
 
 
 @contextmanager

@@ -186,6 +186,7 @@ class SHKSampler:
         # Work arrays, allocated on the first step and again only if N changes (it does not
         # within a run): the per-step Python work is a handful of engine calls.
         work: dict[str, np.ndarray] = {}
+        split: list[int] = []  # threads the KDE's cells are shared among (speed only)
 
         def buffers(n: int, d: int) -> dict[str, np.ndarray]:
             if work.get("n") is None or work["n"].shape[0] != n:
@@ -207,8 +208,11 @@ class SHKSampler:
             buf = buffers(n, x.shape[1])
             events = 0
             if reaction and n > 1:
+                if not split:  # asked once: the run's thread count does not change
+                    split.append(parallel.current_threads())
+                lk, beta, order = buf["log_kde"], buf["beta"], buf["order"]
                 events = birth_death.reaction(
-                    x, v, g, h, dt, state.sweep_rng, buf["log_kde"], buf["beta"], buf["order"]
+                    x, v, g, h, dt, state.sweep_rng, lk, beta, order, split[0]
                 )
             accepted_rate = move(state, buf["steps"], buf) if transport else 0.0
             if not np.isfinite(v).all():

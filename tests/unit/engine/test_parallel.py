@@ -61,19 +61,22 @@ def test_the_environment_overrides_the_defaults(run_python):
     assert got["layer"] == "workqueue"
 
 
-def test_serial_particles_from_the_environment(monkeypatch):
-    monkeypatch.delenv("PRIVFLOW_SERIAL_PARTICLES", raising=False)
-    assert parallel.serial_particles() == parallel.DEFAULT_SERIAL_PARTICLES
-    assert parallel.run_threads(2000, 1) == 1
-    assert parallel.run_threads(parallel.DEFAULT_SERIAL_PARTICLES, 1) is None
-    assert parallel.run_threads(parallel.DEFAULT_SERIAL_PARTICLES // 2, 2) is None
-    monkeypatch.setenv("PRIVFLOW_SERIAL_PARTICLES", "0")
+def test_serial_rule_and_its_environment(monkeypatch):
+    monkeypatch.delenv("PRIVFLOW_SERIAL_WORK", raising=False)
+    assert parallel.serial_work() == parallel.DEFAULT_SERIAL_WORK
+    assert parallel.step_work(2000, 1) == 128_000  # the cell expansion is linear in 1-D
+    assert parallel.step_work(2000, 2) == 8_000_000  # pair terms in d >= 2
+    assert parallel.run_threads(2000, 1) == 1  # the default release
+    assert parallel.run_threads(32768, 1) == 1
+    assert parallel.run_threads(1000, 2) == 1
+    assert parallel.run_threads(2000, 2) is None
+    monkeypatch.setenv("PRIVFLOW_SERIAL_WORK", "0")
     assert parallel.run_threads(2, 1) is None
-    monkeypatch.setenv("PRIVFLOW_SERIAL_PARTICLES", " 100 ")
-    assert parallel.run_threads(99, 1) == 1
-    monkeypatch.setenv("PRIVFLOW_SERIAL_PARTICLES", "many")
-    with pytest.raises(ValueError, match="PRIVFLOW_SERIAL_PARTICLES"):
-        parallel.serial_particles()
+    monkeypatch.setenv("PRIVFLOW_SERIAL_WORK", " 1e9 ")
+    assert parallel.run_threads(4000, 2) == 1
+    monkeypatch.setenv("PRIVFLOW_SERIAL_WORK", "many")
+    with pytest.raises(ValueError, match="PRIVFLOW_SERIAL_WORK"):
+        parallel.serial_work()
 
 
 def test_thread_limit_is_restored():

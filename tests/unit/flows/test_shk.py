@@ -223,10 +223,10 @@ print(r.particles.tobytes().hex(), r1.particles.tobytes().hex())
 def test_results_do_not_depend_on_thread_count() -> None:
     """Per-particle streams and fixed reduction orders: one thread gives the same bits as two,
     in 2-D and in 1-D (the cell-expansion KDE splits large cells among threads), flow and
-    relaxation phase; with the serial rule (these runs are small) and without it."""
+    relaxation phase; with the serial rule (the 1-D run is small) and without it."""
     outputs = []
     for threads, serial in (("1", ""), ("2", ""), ("2", "0")):
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "PRIVFLOW_SERIAL_PARTICLES": serial}
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "PRIVFLOW_SERIAL_WORK": serial}
         done = subprocess.run(
             [sys.executable, "-c", _THREAD_SCRIPT],
             env=env,
