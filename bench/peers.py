@@ -405,10 +405,12 @@ class Config:
     datasets: tuple[str, ...]
     peer_reps: int
     peer_draws: int
-    exact_reps: int
+    exact_reps: int  # quantile (the exact quantile is cheap)
+    exact_grid_reps: int  # the grid families: each exact base-2 draw costs 0.1-0.3 s
     exact_draws: int
     shk_seeds: int  # seeds per cell, one data draw each
     shk_everywhere: tuple[str, ...]  # data sets with SHK in every cell (others: acceptance region)
+    shk_max_n: int = 10**9  # no SHK above this n (logistic: one record pass per step)
 
 
 def in_acceptance_region(n: int, eps: float) -> bool:
@@ -422,6 +424,7 @@ FULL = Config(
     peer_reps=200,
     peer_draws=10,
     exact_reps=200,
+    exact_grid_reps=40,
     exact_draws=4,
     shk_seeds=1,
     shk_everywhere=("symmetric",),
@@ -433,6 +436,7 @@ QUICK = Config(
     peer_reps=40,
     peer_draws=2,
     exact_reps=40,
+    exact_grid_reps=10,
     exact_draws=2,
     shk_seeds=1,
     shk_everywhere=("symmetric",),
@@ -465,7 +469,6 @@ def run_grid(
         forms = [
             f for f in pf.forms(task) if forms_filter is None or f is None or f in forms_filter
         ]
-        units = ["add_remove", *(["replace_one"] if task.name in REPLACE_ONE_TASKS else [])]
         for dataset in cfg.datasets:
             for n in cfg.ns:
                 draws = {d: make_data(task, dataset, n, d) for d in range(cfg.peer_draws)}
@@ -506,6 +509,14 @@ def run_grid(
                             )
                         )
                         times.setdefault((task.name, n, peer.name), []).extend(took)
+                    # replace-one where a peer is natively replace-one, on the symmetric data
+                    # in the acceptance region (the exact grid draws cost 0.1-0.3 s each)
+                    r1 = (
+                        task.name in REPLACE_ONE_TASKS
+                        and dataset == "symmetric"
+                        and in_acceptance_region(n, eps)
+                    )
+                    units = ["add_remove", *(["replace_one"] if r1 else [])]
                     for form in forms:
                         fam = pf.family(task, form)
                         for unit in units:
@@ -514,6 +525,7 @@ def run_grid(
                                     continue
                                 if method == "shk" and not (
                                     unit in shk_units
+                                    and n <= cfg.shk_max_n
                                     and (
                                         dataset in cfg.shk_everywhere
                                         or in_acceptance_region(n, eps)
@@ -612,7 +624,8 @@ def _privflow_errors(
         else:
             mae, se = _mean_se([float(np.mean(e)) for e in per_seed])
         return mae, se, sum(e.size for e in per_seed)
-    per_draw = max(1, cfg.exact_reps // cfg.exact_draws)
+    reps = cfg.exact_reps if task.kind == "quantile" else cfg.exact_grid_reps
+    per_draw = max(1, reps // cfg.exact_draws)
     out: list[float] = []
     for d in range(min(cfg.exact_draws, cfg.peer_draws)):
         samples = pf.exact_draws(fam, pf.records(task, draws[d]), eps, n, unit, per_draw)
@@ -847,7 +860,8 @@ def _header(wall: float, cfg: Config) -> list[str]:
         f"python-dp {version('python-dp')}, scikit-learn {version('scikit-learn')} "
         f"(Python {platform.python_version()})",
         f"- Repetitions: peers {cfg.peer_reps} over {cfg.peer_draws} data draws; privflow exact "
-        f"{cfg.exact_reps} over {cfg.exact_draws} draws; privflow SHK {cfg.shk_seeds} seed(s) "
+        f"{cfg.exact_reps} (quantiles) or {cfg.exact_grid_reps} (grid families) over "
+        f"{cfg.exact_draws} draws; privflow SHK {cfg.shk_seeds} seed(s) "
         f"per cell, all particles, in every cell of {list(cfg.shk_everywhere)} and at n >= 10^3, "
         "ε >= 0.5 elsewhere",
         f"- Wall time {wall / 60:.1f} min; load average at the end {load_average()}",
@@ -869,6 +883,7 @@ def report(runs: list[dict[str, Any]], before: list[dict[str, Any]] | None) -> s
         peer_reps=0,
         peer_draws=0,
         exact_reps=0,
+        exact_grid_reps=0,
         exact_draws=0,
         shk_seeds=0,
         shk_everywhere=(),
@@ -905,6 +920,7 @@ def main() -> None:
     parser.add_argument(
         "--shk-region-only", action="store_true", help="SHK only at n >= 10^3, ε >= 0.5"
     )
+    parser.add_argument("--shk-max-n", type=int, default=None, help="no SHK above this n")
     parser.add_argument("--no-peers", action="store_true", help="privflow only")
     parser.add_argument("--code-root", default=None, help="import dp_core from this directory")
     parser.add_argument("--json", default=None, help="write the cells and times here")
@@ -928,6 +944,8 @@ def main() -> None:
         over["epsilons"] = tuple(float(v) for v in args.epsilons.split(","))
     if args.shk_seeds:
         over["shk_seeds"] = args.shk_seeds
+    if args.shk_max_n:
+        over["shk_max_n"] = args.shk_max_n
     if args.shk_region_only:
         over["shk_everywhere"] = ()
     cfg = Config(**{**cfg.__dict__, **over})
