@@ -30,14 +30,16 @@ method=...)``, n_max = n (the public size bound is the data size: the tightest h
   release is estimated from the particle cloud of the public seeded run the release does
   (``plan.schedule.run(UtilityPotential(...), private=False, seed=s)``, as the verification
   tests do): every particle is a possible release, the error is averaged over the particles and
-  then over seeds (one data draw per seed); the s.e. is over seeds. The time per release is a
+  then over seeds (one data draw per seed); the s.e. is over seeds, or over the
+  particles of the run when there is one seed (the default). The time per release is a
   real ``.sample()`` (one call per task and n at ε = 1, symmetric data, add/remove).
 * ``exact``: exact draws; ``ExponentialMechanism(family, m·ε, method="exact").sample(records,
   n_samples=m)`` gives m independent draws each at ε (one score computation per data draw).
 
 Privacy units (docs/benchmarks.md "Peers" has the reasoning): privflow defaults to add/remove
 one record and also runs ``neighbouring="replace_one"`` for the tasks whose peer is natively
-replace-one (mean, linear and logistic regression). Families get ``form=...`` only where the
+replace-one (mean, linear and logistic regression; symmetric data, n >= 10^3, ε >= 0.5).
+Families get ``form=...`` only where the
 constructor accepts it (both forms are run; ``--forms`` restricts).
 
 Run: ``.venv/bin/python bench/peers.py [--quick] [--json PATH] [--before PATH]`` (needs
