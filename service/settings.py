@@ -123,6 +123,6 @@ class Settings(BaseSettings):
     compute_workers: int = Field(default=1, ge=1, le=64)
     compute_queue: int = Field(default=16, ge=1)
     max_jobs_per_key: int = Field(default=4, ge=1)
-    max_work_units: float = Field(default=1e13, gt=0)
+    max_work_units: float = Field(default=2.5e13, gt=0)
     work_units_per_second: float = Field(default=2e9, gt=0)
-    job_deadline_seconds: float = Field(default=7200.0, gt=0)
+    job_deadline_seconds: float = Field(default=21600.0, gt=0)

@@ -49,15 +49,34 @@ from service.store.ledger import (
     reserve,
 )
 
-__all__ = ["get_release_body", "passes_over_records", "release_estimate", "start_release"]
+__all__ = [
+    "get_release_body",
+    "passes_over_records",
+    "record_weight",
+    "release_estimate",
+    "start_release",
+]
 
 _INTERNAL = problem_body(
     500, "internal", "The release failed inside the service; its charge stands."
 )
 
-LOGISTIC_RECORD_WEIGHT = 2
-"""The logistic pass per record costs about twice a kernel pair (exp, log1p, d×d Jacobian;
-docs/benchmarks.md: 5.2e8 particle·record pairs/s at d = 2 against 2.5e9 for the mean)."""
+RECORD_WEIGHTS = {
+    ("mean", "gradient_norm"): 6,
+    ("mean", "loss"): 1,
+    ("logistic_regression", "gradient_norm"): 8,
+    ("logistic_regression", "loss"): 12,
+    ("kmeans", "gradient_norm"): 2,
+    ("kmeans", "loss"): 2,
+}
+"""Work units per coordinate of one particle-record term of a family's record pass, measured
+against the rate of a kernel pair (bench/bench_work_rate.py, loss evaluations at 2000 particles
+over 20,000 records; docs/service.md, "Work limits"). The gradient form's pass sums the gradient
+and its Jacobian, and a binding clip adds a second pass for the curvature of the clipped records
+(:data:`BINDING_CLIP_WEIGHT` for k-means; the mean passes over the records only then)."""
+
+BINDING_CLIP_WEIGHT = 5
+"""k-means in the gradient form with a clip that binds (measured 4.0e8 units/s at weight 1)."""
 
 
 def _plan(
@@ -90,6 +109,18 @@ def passes_over_records(family: Any) -> bool:
     return False  # quantile (sorted records), linear regression (sufficient statistics)
 
 
+def record_weight(family: Any) -> int:
+    """Work units per coordinate of one particle-record term of the family's record pass
+    (:data:`RECORD_WEIGHTS`); 1 for families that do not pass over the records."""
+    if not passes_over_records(family):
+        return 1
+    form = getattr(family, "form", "loss")
+    kmeans_clip = isinstance(family, KMeans) and math.isfinite(family.effective_clip)
+    if kmeans_clip and form == "gradient_norm":
+        return BINDING_CLIP_WEIGHT
+    return RECORD_WEIGHTS.get((family.family, form), 1)
+
+
 def release_estimate(family: Any, plan: Plan, size_bound: int) -> WorkEstimate:
     """The public work estimate of a planned release (``service.cost``): the dataset's public
     ``size_bound`` stands for the records, never their number."""
@@ -116,7 +147,7 @@ def release_estimate(family: Any, plan: Plan, size_bound: int) -> WorkEstimate:
         relaxation_moves=schedule.relaxation.moves,
         dim=family.domain.dim,
         records=size_bound if passes else SUMMARY_RECORDS,
-        record_weight=LOGISTIC_RECORD_WEIGHT if isinstance(family, LogisticRegression) else 1,
+        record_weight=record_weight(family),
     )
 
 

@@ -6,7 +6,9 @@
   process on an SQLite file and two processes sharing one PostgreSQL database. Tests using them
   make their own datasets and keys, so they do not see each other. Each process has served one
   release before it is handed out (the first release of a process imports the accounting
-  libraries, seconds that would otherwise land in the middle of a measured burst).
+  libraries, seconds that would otherwise land in the middle of a measured burst). Their
+  per-key share (``max_jobs_per_key``) is the whole job queue: the bursts send one key's 40
+  releases at once to test the ledger, not the share (tests/service/test_work_limits.py does).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from tests.e2e.api import EXACT_RELEASE, warm_up
 from tests.e2e.server import Serve, ServerProcess, ServerSet
 from tests.postgres_server import PostgresServer
 from tests.service.conftest import ADMIN_KEY
+
+SHARED_SETTINGS = {"max_jobs_per_key": 64}
+"""Settings of the session's shared servers (module docstring)."""
 
 
 @pytest.fixture
@@ -51,7 +56,9 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     """One server process on an SQLite file, shared by the session."""
     root = tmp_path_factory.mktemp("sqlite-server")
     with ServerSet(root, ADMIN_KEY) as servers:
-        server = servers.start(f"sqlite:///{root / 'privflow.db'}", name="sqlite")
+        server = servers.start(
+            f"sqlite:///{root / 'privflow.db'}", name="sqlite", **SHARED_SETTINGS
+        )
         warm_up(server, EXACT_RELEASE)
         yield server
 
@@ -65,7 +72,7 @@ def postgres_servers(
     url = postgres_server.create_database()
     try:
         with ServerSet(root, ADMIN_KEY) as servers:
-            started = [servers.start(url, name=f"postgres{i}") for i in range(2)]
+            started = [servers.start(url, name=f"postgres{i}", **SHARED_SETTINGS) for i in range(2)]
             for server in started:
                 warm_up(server, EXACT_RELEASE)
             yield started

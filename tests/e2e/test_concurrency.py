@@ -33,7 +33,7 @@ from tests.e2e.parallel import Call, DatasetLock, burst
 from tests.e2e.server import ServerProcess
 
 TOPOLOGIES = ["sqlite-1-process", "postgresql-1-process", "postgresql-2-processes"]
-PARALLEL = 40  # below the default job queue (64 per process): nothing is refused with 429
+PARALLEL = 40  # below the job queue and the key's share (64 per process): no 429
 
 
 @pytest.fixture(params=TOPOLOGIES)

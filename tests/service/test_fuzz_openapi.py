@@ -335,6 +335,14 @@ def _schema(role: str, *, coverage: bool = True) -> Any:
                 "positive_data_acceptance": {
                     "expected-statuses": ["2xx", "401", "403", "404", "409", "413", "422", "429"]
                 },
+                # A negative body can also be rejected for its size before it is parsed: an
+                # over-long array past PRIVFLOW_MAX_REQUEST_BYTES is 413 too_large.
+                "negative_data_rejection": {
+                    "expected-statuses": [
+                        "400", "401", "403", "404", "405", "406", "409", "413", "415", "422",
+                        "428", "429", "5xx",
+                    ]
+                },
             },
         }
     )

@@ -203,17 +203,17 @@ def test_public_work_over_the_maximum_is_413(
 ) -> None:
     client = app_with(max_work_units=1e6)
     for path, async_ in (("/v1/flows/mmd", False), ("/v1/flows/drmmd", True)):
-        # 2000 steps x 40 x (40 + 50) x 2 = 1.4e7 units (DrMMD: 3.2e7)
+        # 2000 steps x 40 x (40 + 50) x (2 + 6) = 5.8e7 units (DrMMD: 1.3e8)
         response = client.post(path, json=_flow(2000, **{"async": async_}), headers=admin)
         problem = _problem(response, 413, "too_expensive")
         assert {"source", "target", "steps"} <= {e["field"] for e in problem["errors"]}
     within = client.post("/v1/flows/mmd", json=_flow(20), headers=admin)
     assert within.status_code == 200, within.text
     points = np.random.default_rng(1).normal(size=(300, 2)).tolist()
-    memory = {"patterns": [{"points": points}], "blur": 0.5}  # 300² x 2 x 20 = 3.6e6 units
+    memory = {"patterns": [{"points": points}], "blur": 0.5}  # 300² x 2 x 150 = 2.7e7 units
     stored = client.post("/v1/memories", json=memory, headers=admin)
     assert [e["field"] for e in _problem(stored, 413, "too_expensive")["errors"]] == ["patterns"]
-    fit = {"points": points[:50], "async": True}  # 65536 samples x 2000 steps x 50 x 2
+    fit = {"points": points[:50], "async": True}  # 65536 x 2000 x 50 x (2 + 8)
     fitted = client.post("/v1/generators", json=fit, headers=admin)
     problem = _problem(fitted, 413, "too_expensive")
     assert {"fit.samples", "fit.max_steps", "points"} == {e["field"] for e in problem["errors"]}
