@@ -339,8 +339,19 @@ def _schema(role: str, *, coverage: bool = True) -> Any:
                 # over-long array past PRIVFLOW_MAX_REQUEST_BYTES is 413 too_large.
                 "negative_data_rejection": {
                     "expected-statuses": [
-                        "400", "401", "403", "404", "405", "406", "409", "413", "415", "422",
-                        "428", "429", "5xx",
+                        "400",
+                        "401",
+                        "403",
+                        "404",
+                        "405",
+                        "406",
+                        "409",
+                        "413",
+                        "415",
+                        "422",
+                        "428",
+                        "429",
+                        "5xx",
                     ]
                 },
             },
