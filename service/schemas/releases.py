@@ -75,7 +75,11 @@ class KMeansUtility(Request):
         description="gradient form: clips each record's gradient c_j - x to this norm; loss "
         "form: tau of min(min_j |x - c_j|^2, tau^2). Default: none (the box diameter).",
     )
-    form: Form = "gradient_norm"
+    form: Form = Field(
+        default="loss",
+        description="k-means defaults to the loss form: the gradient form's maximum is attained "
+        "at degenerate stationary points (empty centres).",
+    )
 
 
 class ModeUtility(Request):

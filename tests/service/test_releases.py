@@ -215,6 +215,7 @@ def test_every_family_end_to_end(client: TestClient, admin: dict[str, str]) -> N
     kmeans = {"family": "kmeans", "columns": ["x", "y"], "k": 2, "clip": 4.0}
     body = run({"utility": kmeans, "epsilon": 1.5, "sampler": SMALL}, 1, 4)
     assert _inside(body["samples"][0], ["x", "y", "x", "y"])
+    assert body["certificate"]["utility_form"] == "loss"  # k-means' default (empty centres)
 
     linear = {"family": "linear_regression", "features": ["x"], "target": "y", "radius": 2.0}
     body = run({"utility": linear, "epsilon": 1.0, "delta": 1e-6, "sampler": SMALL}, 1, 1)

@@ -258,7 +258,7 @@ class KMeansUtility(_Request):
     columns: list[str]
     k: int
     clip: float | None = None
-    form: UtilityForm = "gradient_norm"
+    form: UtilityForm = "loss"  # the gradient form favours empty centres
 
 
 class ModeUtility(_Request):
