@@ -73,6 +73,7 @@ class Metrics:
     job_seconds: Histogram
     particle_steps: Counter
     sampler_seconds: Counter
+    custom_compile_seconds: Histogram
 
 
 def build_metrics(dataset_labels: bool = False) -> Metrics:
@@ -91,7 +92,9 @@ def build_metrics(dataset_labels: bool = False) -> Metrics:
         ``privflow_http_request_duration_seconds{route, method}``,
         ``privflow_kernels_ready`` (1 once warm-up compiled every kernel signature, else 0),
         ``privflow_kernel_warm_seconds`` (duration of the last completed warm-up), release and
-        refusal counters, the job queue depth, job durations and sampler work. Per-dataset
+        refusal counters, the job queue depth, job durations, sampler work and
+        ``privflow_custom_utility_compile_seconds`` (kernels compiled for custom losses;
+        cache hits are not observed). Per-dataset
         budget gauges are added by :class:`BudgetCollector` (read from the store at scrape
         time, so every replica reports the shared ledger).
     """
@@ -167,6 +170,12 @@ def build_metrics(dataset_labels: bool = False) -> Metrics:
             "privflow_sampler_seconds",
             "Seconds spent in samplers and flows.",
             ("flow",),
+            registry=registry,
+        ),
+        custom_compile_seconds=Histogram(
+            "privflow_custom_utility_compile_seconds",
+            "Seconds spent compiling a kernel for a custom utility's loss (cache misses only).",
+            buckets=(0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0),
             registry=registry,
         ),
     )

@@ -4,7 +4,8 @@ Order of operations (privacy rules 2-4), the admission being :func:`service.acti
 
 1. Bind the utility to the dataset's public columns and plan the mechanism (λ, flow time,
    steps, particles, certificate) from public parameters only; bad input is 422 here. The
-   plan's public work estimate (:func:`release_estimate`) is fixed here too.
+   plan's public work estimate (:func:`release_estimate`) is fixed here too, and a custom
+   loss's kernel is compiled (or found in the cache) here, before any charge.
 2. Admission: an estimate over the maximum is 413 ``too_expensive``; no worker slot in the
    release lane (or the key at its share) is 429; nothing charged either way.
 3. One transaction: lock the dataset row, replay an ``Idempotency-Key`` if seen, apply the
@@ -27,11 +28,18 @@ from sqlalchemy import Connection
 
 from dp_core.privacy.grid import GRID_POINTS
 from dp_core.privacy.mechanism import ExponentialMechanism, Plan
-from dp_core.privacy.utilities import ClippedMean, KMeans, LogisticRegression, Mode, Quantile
+from dp_core.privacy.utilities import (
+    ClippedMean,
+    CustomUtility,
+    KMeans,
+    LogisticRegression,
+    Mode,
+    Quantile,
+)
 from service.actions.access import visible_dataset
 from service.actions.outcome import Outcome, Started
 from service.actions.utilities import BoundUtility, bind_utility
-from service.actions.work import CancelFn, ProgressFn, WorkOrder, admit
+from service.actions.work import CancelFn, ProgressFn, WorkOrder, admit, check_cost
 from service.context import ServiceContext
 from service.cost import SUMMARY_RECORDS, WorkEstimate, exact_release_work, shk_release_work
 from service.errors import ApiError, problem_body
@@ -78,6 +86,11 @@ and its Jacobian, and a binding clip adds a second pass for the curvature of the
 BINDING_CLIP_WEIGHT = 5
 """k-means in the gradient form with a clip that binds (measured 4.0e8 units/s at weight 1)."""
 
+CUSTOM_WEIGHTS = {"gradient_norm": 5, "loss": 4}
+"""A custom loss's record pass: the loss form's weight per coordinate, the gradient form's per
+coordinate and per dimension (it sums a d x d Jacobian per record); measured on a Huber
+regression (bench/bench_custom_utility.py). Longer expressions cost more than this estimate."""
+
 
 def _plan(
     body: SampleRequest, dataset: DatasetRecord
@@ -102,7 +115,7 @@ def passes_over_records(family: Any) -> bool:
     """Whether evaluating the family's utility passes over every record (else it reads exact
     summaries). Public: it depends on the family, its dimension and clip only (privacy.md,
     "Cost grows with the records only where a family cannot be summarised")."""
-    if isinstance(family, (LogisticRegression, KMeans)):
+    if isinstance(family, (LogisticRegression, KMeans, CustomUtility)):
         return True
     if isinstance(family, ClippedMean):
         return family.domain.dim > 1 and math.isfinite(family.effective_clip)
@@ -115,6 +128,9 @@ def record_weight(family: Any) -> int:
     if not passes_over_records(family):
         return 1
     form = getattr(family, "form", "loss")
+    if isinstance(family, CustomUtility):
+        dim_factor = family.dim + 1 if form == "gradient_norm" else 1
+        return CUSTOM_WEIGHTS[form] * dim_factor
     kmeans_clip = isinstance(family, KMeans) and math.isfinite(family.effective_clip)
     if kmeans_clip and form == "gradient_norm":
         return BINDING_CLIP_WEIGHT
@@ -165,6 +181,9 @@ def start_release(
         dataset = visible_dataset(conn, key, dataset_id)
     bound, mechanism, plan = _plan(body, dataset)
     estimate = release_estimate(bound.family, plan, int(dataset.size_bound))
+    if isinstance(bound.family, CustomUtility):
+        check_cost(ctx, estimate)  # 413 before seconds of compiling
+        _compile_custom(ctx, bound.family, plan.method)
     work_view = estimate.as_dict(ctx.settings.work_units_per_second)
     charge = _ReleaseCharge(ctx, key, dataset_id, plan, body.utility.model_dump())
 
@@ -203,6 +222,14 @@ def start_release(
         ),
     )
     return admit(ctx, key, order, idem_key, request_digest)
+
+
+def _compile_custom(ctx: ServiceContext, family: CustomUtility, method: str) -> None:
+    """Compile (or find cached) the custom loss's kernel before anything is charged: a loss
+    that cannot compile in time is 422 ``utility.loss`` with nothing spent."""
+    seconds = family.compile(method)
+    if seconds is not None:
+        ctx.metrics.custom_compile_seconds.observe(seconds)
 
 
 class _ReleaseCharge:

@@ -5,6 +5,7 @@ bounds) and two pure maps: records (float64 (n, c), categories as indices) -> th
 record layout, and released samples -> JSON rows. A label column for logistic regression is a
 category column with two categories (index 0 / 1) or a float column with bounds [0, 1] whose
 values are rounded to 0 / 1 at 0.5 (a fixed per-record map: the sensitivity is unchanged).
+A custom utility maps its aliases to float columns, whose bounds clip the records.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import numpy as np
 
 from dp_core.privacy.utilities import (
     ClippedMean,
+    CustomUtility,
     KMeans,
     LinearRegression,
     LogisticRegression,
     Mode,
     Quantile,
 )
+from dp_core.privacy.utilities.expression import check_alias, check_loss
 from service.errors import ApiError
 from service.schemas.releases import (
+    BoxDomain,
     KMeansUtility,
     LinearRegressionUtility,
     LogisticRegressionUtility,
@@ -32,6 +36,7 @@ from service.schemas.releases import (
     ModeUtility,
     QuantileUtility,
 )
+from service.schemas.releases import CustomUtility as CustomSpec
 
 __all__ = ["BoundUtility", "bind_utility"]
 
@@ -133,6 +138,8 @@ def bind_utility(spec: Any, columns_meta: list[dict[str, Any]]) -> BoundUtility:
             lambda r: np.column_stack([r[:, idx], to_label(r[:, y])]),
             _float_rows,
         )
+    if isinstance(spec, CustomSpec):
+        return _bind_custom(spec, columns)
     if isinstance(spec, ModeUtility):
         j, c = columns.get("utility.column", spec.column, "category")
         labels = np.asarray(c["categories"], dtype=object)
@@ -142,3 +149,20 @@ def bind_utility(spec: Any, columns_meta: list[dict[str, Any]]) -> BoundUtility:
             lambda s: [[str(labels[int(v)])] for v in np.asarray(s).ravel()],
         )
     raise ApiError.invalid("utility.family", "unknown utility family")
+
+
+def _bind_custom(spec: CustomSpec, columns: _Columns) -> BoundUtility:
+    """A custom loss over float columns; grammar errors are 422 naming ``utility.loss``."""
+    aliases = list(spec.columns)
+    domain = spec.domain
+    dim = len(domain.box) if isinstance(domain, BoxDomain) else len(domain.ball.center)
+    for alias in aliases:
+        check_alias(alias)
+    check_loss(spec.loss, aliases, dim)  # before the columns: hostile text never gets further
+    idx, lo, hi = columns.floats("utility.columns", [spec.columns[a] for a in aliases])
+    if isinstance(domain, BoxDomain):
+        shape: dict[str, Any] = {"box": tuple((b[0], b[1]) for b in domain.box)}
+    else:
+        shape = {"ball_center": tuple(domain.ball.center), "ball_radius": domain.ball.radius}
+    family = CustomUtility(spec.loss, tuple(aliases), lo, hi, spec.clip, form=spec.form, **shape)
+    return BoundUtility(family, lambda r: r[:, idx], _float_rows)

@@ -87,13 +87,63 @@ class ModeUtility(Request):
     column: ColumnName
 
 
+Finite = Annotated[float, Field(ge=-1e12, le=1e12, allow_inf_nan=False)]
+Interval = Annotated[list[Finite], Field(min_length=2, max_length=2)]
+Alias = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")]
+
+
+class BoxDomain(Request):
+    box: Annotated[
+        list[Interval],
+        Field(min_length=1, max_length=10, description="[lower, upper] per coordinate of theta"),
+    ]
+
+
+class Ball(Request):
+    center: Annotated[list[Finite], Field(min_length=1, max_length=10)]
+    radius: Positive
+
+
+class BallDomain(Request):
+    ball: Ball
+
+
+class CustomUtility(Request):
+    """A user-written per-record loss (docs/privacy.md, "Custom utilities")."""
+
+    family: Literal["custom"]
+    loss: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2000,
+            description="l(theta, record) in the loss grammar: numbers, theta[i], the column "
+            "aliases, + - * / ** (integer exponents), unary minus, pi, abs min max exp log log1p "
+            "sqrt tanh sin cos sigmoid softplus huber clip where(cond, a, b).",
+        ),
+    ]
+    columns: Annotated[
+        dict[Alias, ColumnName],
+        Field(min_length=1, max_length=16, description="alias -> float column of the dataset"),
+    ]
+    domain: BoxDomain | BallDomain = Field(
+        description="theta's public domain: a box (dim <= 10; <= 3 for exact) or a ball"
+    )
+    clip: Positive = Field(
+        description="gradient_norm: each record's gradient is clipped to this norm G; loss: "
+        "each record's loss to [0, clip]. The sensitivity follows from it."
+    )
+    form: Form = "gradient_norm"
+
+
 Utility = Annotated[
     QuantileUtility
     | MeanUtility
     | LinearRegressionUtility
     | LogisticRegressionUtility
     | KMeansUtility
-    | ModeUtility,
+    | ModeUtility
+    | CustomUtility,
     Field(discriminator="family"),
 ]
 
