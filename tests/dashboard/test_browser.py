@@ -346,3 +346,113 @@ def test_the_key_lives_in_this_tab_only(open_tab: Any, live: Live) -> None:
     assert page.evaluate("sessionStorage.length") == 0
     assert page.locator("#dataset *").count() == 0
     assert tab.errors == []
+
+
+# --- issue 18's small things: one-entry chart, sign-in hint, certificate layout, rounding ------
+
+# The points of an SVG path written with M, L, H and V commands (absolute coordinates).
+PATH_POINTS_JS = """d => {
+  const points = [];
+  let x = 0, y = 0;
+  for (const [, cmd, args] of d.matchAll(/([MLHV])([^MLHV]*)/g)) {
+    const v = args.split(/[ ,]+/).filter(Boolean).map(Number);
+    if (cmd === "M" || cmd === "L") { x = v[0]; y = v[1]; }
+    else if (cmd === "H") x = v[0];
+    else y = v[0];
+    points.push([x, y]);
+  }
+  return points;
+}"""
+
+
+def _one_release_analyst(live: Live) -> tuple[str, str, str]:
+    """A new analyst with exactly one release on a new dataset: (key, dataset id, release id).
+
+    The release is 0.7 split over 7 samples, so its per-sample ε is 0.09999999999999999 in
+    the API (float division), the value the page must not print as is.
+    """
+    admin = auth(ADMIN_KEY)
+    with httpx.Client(base_url=live.url, timeout=60) as http:
+        key = http.post("/v1/keys", json={"name": "carol", "role": "analyst"}, headers=admin)
+        dataset = http.post(
+            "/v1/datasets",
+            json={
+                "name": "one-entry",
+                "columns": [{"name": "age", "type": "float", "lower": 0, "upper": 100}],
+                "records": [[float(i % 100)] for i in range(50)],
+                "budget": {"epsilon": 2.0, "delta": 1e-6},
+            },
+            headers=admin,
+        )
+        dataset_id = dataset.json()["id"]
+        grant = http.post(
+            f"/v1/datasets/{dataset_id}/grants", json={"key_id": key.json()["id"]}, headers=admin
+        )
+        assert grant.status_code == 201, grant.text
+        release = http.post(
+            f"/v1/datasets/{dataset_id}/samples",
+            json={
+                "utility": {"family": "quantile", "column": "age", "q": 0.5},
+                "epsilon": 0.7,
+                "delta": 1e-6,
+                "n_samples": 7,
+                "method": "exact",
+            },
+            headers=auth(key.json()["key"]),
+        )
+        assert release.status_code == 201, release.text
+    per_sample = release.json()["certificate"]["per_sample"]["pure_dp"]["epsilon"]
+    assert repr(per_sample) == "0.09999999999999999"  # the float noise this test is about
+    return key.json()["key"], dataset_id, release.json()["release_id"]
+
+
+def test_the_sign_in_hint_does_not_promise_a_pf_prefix(open_tab: Any, live: Live) -> None:
+    hint = open_tab().page.inner_text("#api-key-hint")
+    assert "first admin key" in hint and "PRIVFLOW_ADMIN_KEY" in hint
+    assert "may look different" in hint
+
+
+def test_one_charge_draws_a_step_and_the_certificate_reads_well(open_tab: Any, live: Live) -> None:
+    key, dataset_id, release_id = _one_release_analyst(live)
+    for width in (1280, 375):
+        tab = open_tab(width=width, height=900)
+        page = tab.page
+        _sign_in(tab, key)
+        assert page.get_attribute(".dataset", "data-dataset-id") == dataset_id
+
+        # The spend chart of a single charge: a flat run at 0, the step, a flat run at the
+        # total; not one vertical tick.
+        page.wait_for_selector("#spend svg.chart .series-spend path", state="attached")
+        d = page.get_attribute("#spend svg.chart .series-spend path", "d")
+        points = page.evaluate(PATH_POINTS_JS, d)
+        xs = sorted({round(x, 1) for x, _ in points})
+        ys = sorted({round(y, 1) for _, y in points})
+        assert len(points) >= 4 and len(xs) >= 3 and len(ys) == 2, d
+        zero_y = float(page.get_attribute("#spend svg.chart line.axis", "y1") or "nan")
+        assert points[0][1] == pytest.approx(zero_y, abs=0.1)  # it starts on the zero line
+        plot_width = float(page.get_attribute("#spend svg.chart", "width") or "0")
+        assert xs[-1] - xs[0] > 0.5 * plot_width
+
+        # The certificate dialog: every label and its value on one line.
+        page.locator(f'#ledger button[data-release-id="{release_id}"]').click()
+        page.wait_for_selector("#certificate-dialog[open]")
+        pairs = page.evaluate(
+            "() => [...document.querySelectorAll('#certificate-dialog .facts > div')].map(d => {"
+            " const t = d.querySelector('dt').getBoundingClientRect();"
+            " const v = d.querySelector('dd').getBoundingClientRect();"
+            " return [d.querySelector('dt').textContent, t.top, t.bottom, v.top, v.left, t.right];"
+            "})"
+        )
+        labels = [p[0] for p in pairs]
+        assert "Release" in labels
+        for label, label_top, label_bottom, value_top, value_left, label_right in pairs:
+            assert value_top < label_bottom and value_top >= label_top - 4, (width, label)
+            assert value_left >= label_right, (width, label)
+
+        # Numbers a person reads are rounded; the exact API value stays in data-value.
+        per_sample = '#certificate-dialog [data-field="per_sample.pure_dp.epsilon"]'
+        assert page.get_attribute(per_sample, "data-value") == "0.09999999999999999"
+        assert page.inner_text(per_sample) == "0.1"
+        raw = page.text_content("#certificate-dialog pre.raw") or ""
+        assert "0.09999999999999999" not in raw and '"epsilon": 0.1' in raw
+        assert tab.errors == []

@@ -1,7 +1,7 @@
 // The full certificate of one ledger entry: guarantees, the Rényi curve, assumptions, raw JSON.
 
 import { plot } from "./charts.js";
-import { clear, fmt, h, num } from "./dom.js";
+import { clear, fmt, h, num, round12 } from "./dom.js";
 
 function row(label, value) {
   return h("div", {}, h("dt", {}, label), h("dd", {}, value));
@@ -12,11 +12,9 @@ function guarantees(cert, prefix) {
   const rows = [
     row("Pure DP ε", num(cert.pure_dp ? cert.pure_dp.epsilon : null, `${prefix}pure_dp.epsilon`)),
     row("Approximate DP (ε, δ)", [
-      "(",
-      num(approx.epsilon ?? null, `${prefix}approx_dp.epsilon`),
-      ", ",
-      num(approx.delta ?? null, `${prefix}approx_dp.delta`),
-      ")",
+      h("span", { class: "nowrap" }, "(", num(approx.epsilon ?? null, `${prefix}approx_dp.epsilon`), ","),
+      " ",
+      h("span", { class: "nowrap" }, num(approx.delta ?? null, `${prefix}approx_dp.delta`), ")"),
     ]),
     row("zCDP ρ", num(cert.zcdp ? cert.zcdp.rho : null, `${prefix}zcdp.rho`)),
   ];
@@ -104,8 +102,8 @@ export function renderCertificate(container, entry, width) {
     h(
       "details",
       {},
-      h("summary", {}, "Raw certificate (JSON)"),
-      h("pre", { class: "raw", tabindex: "0" }, JSON.stringify(cert, null, 2)),
+      h("summary", {}, "Raw certificate (JSON, numbers to 12 significant digits)"),
+      h("pre", { class: "raw", tabindex: "0" }, JSON.stringify(cert, (_, v) => round12(v), 2)),
     ),
   );
 }

@@ -44,6 +44,15 @@ export function fmt(value) {
   return value.toExponential(3).replace(/\.?0+e/, "e");
 }
 
+/**
+ * A number rounded to 12 significant digits, for text a person reads (the raw certificate):
+ * 0.9999999999999999 becomes 1 and 4.6999999999999975 becomes 4.7; the float noise of sums
+ * and splits sits in the 16th digit, far below anything a privacy parameter means.
+ */
+export function round12(value) {
+  return typeof value === "number" && Number.isFinite(value) ? Number(value.toPrecision(12)) : value;
+}
+
 /** A percentage with one decimal. */
 export function pct(fraction) {
   if (!Number.isFinite(fraction)) return "—";

@@ -9,6 +9,7 @@ import { fmt, h, num, pct, sr, time } from "./dom.js";
 
 export const NEAR = 0.8;
 const EXHAUSTED_RTOL = 1e-12;
+const SPEND_MARGIN_MS = 60_000;
 
 /** "ok", "near" (>= 80 % used) or "exhausted" (nothing left) for a used fraction. */
 export function alertState(fraction) {
@@ -83,7 +84,12 @@ function spendSection(dataset, ledger, grants, me, charts) {
   if (!ledger.length) {
     return section("spend", title, h("p", {}, "No releases yet."));
   }
-  const points = [[Date.parse(ledger[0].created_at), 0]];
+  const first = Date.parse(ledger[0].created_at);
+  const last = Date.parse(ledger[ledger.length - 1].created_at);
+  // A flat run at 0 before the first charge and after the last one (5% of the span, at least a
+  // minute), so even a single charge draws as a step from 0 rather than a lone vertical tick.
+  const margin = Math.max((last - first) * 0.05, SPEND_MARGIN_MS);
+  const points = [[first - margin, 0]];
   let total = 0;
   for (const entry of ledger) {
     total += entry.charged.epsilon;
@@ -92,9 +98,7 @@ function spendSection(dataset, ledger, grants, me, charts) {
   const own = grants.find((g) => g.key_id === me.id);
   const limit = mine && own && own.epsilon_cap !== null ? own.epsilon_cap : dataset.budget.epsilon;
   const limitName = mine && own && own.epsilon_cap !== null ? "your cap" : "budget ε";
-  const start = points[0][0];
-  const last = points[points.length - 1][0];
-  const end = last + (last - start) * 0.05; // a short flat run after the last charge
+  const end = last + margin;
   const box = h("div", { class: "chart-box" });
   const firstAt = ledger[0].created_at;
   const lastAt = ledger[ledger.length - 1].created_at;
