@@ -8,6 +8,7 @@ off the data would leak it. The CSV's header names the columns; columns not decl
 out (and named on stderr).
 
 ``--field id`` (any subcommand) prints one field of the result instead, for shell scripts.
+Floats are printed to 12 significant digits (``0.1``, not ``0.09999999999999999``).
 
 Exit status: 0 done, 1 the service refused (the problem's ``code`` is printed), 2 bad usage or
 an unreadable CSV/schema file.
@@ -24,6 +25,7 @@ from typing import Any
 
 from privflow_client._client import Client
 from privflow_client._csv import UsageError, read_csv, read_header, read_schema
+from privflow_client._display import rounded
 from privflow_client._errors import PrivflowError
 
 __all__ = ["main"]
@@ -50,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _output(result: Any, field: str | None) -> str:
-    """The result as JSON, or only ``field`` (a dotted path; a string is printed bare)."""
+    """The result as JSON, or only ``field`` (a dotted path; a string is printed bare).
+
+    Floats are printed to 12 significant digits (``_display``): ``0.1``, not
+    ``0.09999999999999999``; the SDK and the REST API keep the exact values."""
+    result = rounded(result)
     if field is None:
         return json.dumps(result, indent=2)
     value = result

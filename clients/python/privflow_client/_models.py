@@ -10,11 +10,14 @@ refuses unknown column fields with 422).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from privflow_client._display import rounded
 
 __all__ = [
     "ApproxDP",
@@ -87,7 +90,15 @@ class _Request(BaseModel):
 
 
 class _Response(BaseModel):
+    """An answer of the service. Its attributes hold the exact values; its ``repr`` (and
+    ``str``) shows floats to 12 significant digits (``_display``), so a printed certificate
+    reads ``epsilon=0.1``, not ``epsilon=0.09999999999999999``."""
+
     model_config = ConfigDict(extra="allow")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, rounded(value)
 
 
 # --- keys -----------------------------------------------------------------------------------
