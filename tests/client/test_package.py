@@ -18,18 +18,19 @@ ALLOWED_TOP_LEVEL = {"httpx", "pydantic", "numpy", "privflow_client"}
 PUBLIC = [
     "ApproxDP", "AsyncClient", "AsyncGenerator", "AsyncJob", "AsyncMemory", "AsyncPaginator",
     "Budget", "BudgetExceeded", "CategoryColumn", "Certificate", "CertificateValues", "Client",
-    "ConnectionFailed", "Dataset", "DatasetCreate", "DrMMDRequest", "FloatColumn",
-    "FlowDescription", "FlowResult", "Forbidden", "Generator", "GeneratorCreate",
+    "ConnectionFailed", "CustomUtility", "Dataset", "DatasetCreate", "DrMMDRequest",
+    "FloatColumn", "FlowDescription", "FlowResult", "Forbidden", "Generator", "GeneratorCreate",
     "GeneratorFitOptions", "GeneratorFitReport", "GeneratorInfo", "GeneratorProvenance",
     "GeneratorSampleRequest", "GeneratorSamples", "Grant", "GrantCreate", "IdempotencyConflict",
     "InternalError", "InvalidRequest", "Job", "JobAccepted", "JobInfo", "JobTimeout",
     "KMeansUtility", "KernelSpec", "Key", "KeyCreate", "KeyCreated", "LedgerEntry",
-    "LinearRegressionUtility", "LogisticRegressionUtility", "MMDRequest", "MeanUtility", "Memory",
-    "MemoryCreate", "MemoryCreated", "MemoryRetrieve", "ModeUtility", "MuonRequest", "NotFound",
-    "Overloaded", "Page", "Paginator", "PrivflowError", "Problem", "PureDP", "QuantileUtility",
-    "Release", "ReleaseBudget", "RenyiPoint", "Retrieval", "RetryPolicy", "SampleRequest",
-    "SamplerInfo", "SamplerParams", "Spend", "StudentTeacherTask", "TooLarge", "Unauthenticated",
-    "WeightedPoints", "__version__", "read_csv", "read_schema",
+    "LinearRegressionUtility", "LogisticRegressionUtility", "LossSyntaxError", "MMDRequest",
+    "MeanUtility", "Memory", "MemoryCreate", "MemoryCreated", "MemoryRetrieve", "ModeUtility",
+    "MuonRequest", "NotFound", "Overloaded", "Page", "Paginator", "PrivflowError", "Problem",
+    "PureDP", "QuantileUtility", "Release", "ReleaseBudget", "RenyiPoint", "Retrieval",
+    "RetryPolicy", "SampleRequest", "SamplerInfo", "SamplerParams", "Spend",
+    "StudentTeacherTask", "TooLarge", "Unauthenticated", "WeightedPoints", "__version__",
+    "check_loss", "read_csv", "read_schema",
 ]  # fmt: skip
 
 

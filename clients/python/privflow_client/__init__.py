@@ -44,12 +44,14 @@ from privflow_client._errors import (
     Unauthenticated,
 )
 from privflow_client._flows import Generator, Memory
+from privflow_client._loss import LossSyntaxError, check_loss
 from privflow_client._models import (
     ApproxDP,
     Budget,
     CategoryColumn,
     Certificate,
     CertificateValues,
+    CustomUtility,
     Dataset,
     DatasetCreate,
     DrMMDRequest,
@@ -115,6 +117,7 @@ __all__ = [
     "CertificateValues",
     "Client",
     "ConnectionFailed",
+    "CustomUtility",
     "Dataset",
     "DatasetCreate",
     "DrMMDRequest",
@@ -147,6 +150,7 @@ __all__ = [
     "LedgerEntry",
     "LinearRegressionUtility",
     "LogisticRegressionUtility",
+    "LossSyntaxError",
     "MMDRequest",
     "MeanUtility",
     "Memory",
@@ -177,6 +181,7 @@ __all__ = [
     "Unauthenticated",
     "WeightedPoints",
     "__version__",
+    "check_loss",
     "read_csv",
     "read_schema",
 ]

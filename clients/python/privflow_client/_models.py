@@ -279,13 +279,28 @@ class ModeUtility(_Request):
     column: str
 
 
+class CustomUtility(_Request):
+    """A user-written per-record ``loss`` (check it locally with ``check_loss``); ``columns``
+    maps aliases to float columns, ``domain`` is ``{"box": [[lo, hi], ...]}`` or
+    ``{"ball": {"center": [...], "radius": r}}``, ``clip`` is the per-record gradient norm
+    (``gradient_norm``) or loss bound (``loss``) the sensitivity follows from."""
+
+    family: Literal["custom"] = "custom"
+    loss: str
+    columns: dict[str, str]
+    domain: dict[str, Any]
+    clip: float
+    form: UtilityForm = "gradient_norm"
+
+
 Utility = Annotated[
     QuantileUtility
     | MeanUtility
     | LinearRegressionUtility
     | LogisticRegressionUtility
     | KMeansUtility
-    | ModeUtility,
+    | ModeUtility
+    | CustomUtility,
     Field(discriminator="family"),
 ]
 

@@ -155,6 +155,17 @@ class _KernelPrinter(PythonCodePrinter):
     def _print_Integer(self, expr: sp.Integer) -> str:  # noqa: N802
         return str(int(expr))
 
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:  # noqa: N802
+        """A negative integer power as 1.0/(b**k): Numba's integer power raises on a zero base
+        whatever the error model, a float division gives inf."""
+        base, exp = expr.args
+        if exp.is_Integer and exp < 0:
+            power = self.parenthesize(base, 1000) + ("" if exp == -1 else f"**{int(-exp)}")
+            return f"(1.0/{power})"
+        if exp == sp.Rational(-1, 2):
+            return f"(1.0/math.sqrt({self._print(base)}))"
+        return super()._print_Pow(expr, rational=rational)
+
     def _print_Heaviside(self, expr: Any) -> str:  # noqa: N802
         return f"_heaviside({self._print(expr.args[0])})"
 

@@ -29,6 +29,7 @@ __all__ = [
     "ALIAS_PATTERN",
     "FIELD",
     "FUNCTIONS",
+    "MAX_BRACKETS",
     "MAX_DEPTH",
     "MAX_EXPONENT",
     "MAX_LENGTH",
@@ -45,8 +46,10 @@ MAX_LENGTH = 2000
 """Characters; checked before the parser runs."""
 MAX_NODES = 512
 """AST nodes of the parsed expression."""
-MAX_DEPTH = 48
-"""Nesting depth of the parsed expression (and bracket depth of the text)."""
+MAX_DEPTH = 200
+"""Nesting depth of the parsed expression (a sum of n terms nests n deep)."""
+MAX_BRACKETS = 32
+"""Bracket depth of the text, checked before the parser (whose own limit is 200)."""
 MAX_EXPONENT = 16
 """|k| of an integer exponent ``a ** k``."""
 MAX_LITERAL = 1e15
@@ -149,8 +152,8 @@ def _pre_parse(text: Any) -> str:
     depth = 0
     for char in text:
         depth += (char in "([") - (char in ")]")
-        if depth > MAX_DEPTH:
-            raise _refuse(f"nests deeper than {MAX_DEPTH} brackets")
+        if depth > MAX_BRACKETS:
+            raise _refuse(f"nests deeper than {MAX_BRACKETS} brackets")
     return text
 
 
