@@ -75,13 +75,19 @@ class Relaxation(NamedTuple):
     step_range: tuple[float, float]
 
 
-def relaxation_schedule(domain: Domain, potential_range: float) -> Relaxation:
+def relaxation_schedule(
+    domain: Domain, potential_range: float, potential_slope: float | None = None
+) -> Relaxation:
     """Public rule for the relaxation phase from Θ and a bound on osc V (λU for the mechanism).
 
     Proposal standard deviations σ = √(2h) range log-uniformly from scale(Θ)/2 down to
     scale(Θ)/osc V: a potential that rises by one unit over a length ℓ gives a law of width
     about ℓ, and one whose range over Θ is osc V rises, averaged over Θ, by one unit per
-    scale(Θ)/osc V. The
+    scale(Θ)/osc V. Where a public bound on V's Lipschitz constant is known
+    (``potential_slope``, λ times the utility's slope bound) the range reaches down to
+    1/potential_slope if that is smaller: a potential can rise by one unit over that length
+    wherever its slope is largest (the gradient-norm utilities with a binding clip rise at the
+    slope λ·#{unclipped records}, far above the average). The
     range spans at least :data:`MIN_RELAXATION_OCTAVES` octaves and at most
     :data:`MAX_RELAXATION_OCTAVES`, and the phase makes
     :data:`RELAXATION_MOVES_PER_OCTAVE` moves per octave. Both ends scale with scale(Θ)², so a
@@ -89,9 +95,14 @@ def relaxation_schedule(domain: Domain, potential_range: float) -> Relaxation:
     """
     if not (math.isfinite(potential_range) and potential_range > 0):
         raise InvalidParameter("utility", "the potential's range must be finite and positive")
+    rises = potential_range  # scale(Θ)/σ_low: how many unit rises the smallest proposal resolves
+    if potential_slope is not None:
+        if not (math.isfinite(potential_slope) and potential_slope > 0):
+            raise InvalidParameter("utility", "the potential's slope must be finite and positive")
+        rises = max(rises, domain.scale * potential_slope)
     octaves = min(
         float(MAX_RELAXATION_OCTAVES),
-        max(float(MIN_RELAXATION_OCTAVES), math.log2(potential_range / 2.0)),
+        max(float(MIN_RELAXATION_OCTAVES), math.log2(rises / 2.0)),
     )
     sigma_high = 0.5 * domain.scale
     sigma_low = sigma_high * 2.0**-octaves

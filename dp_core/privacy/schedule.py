@@ -139,7 +139,10 @@ def shk_schedule(
     if not (math.isfinite(bandwidth) and bandwidth * bandwidth >= sys.float_info.min):
         # The kernels divide by h²; a subnormal h² fails inside the run, after the charge.
         raise InvalidParameter("utility", "the parameter domain is too small for the sampler")
-    relaxation = relaxation_schedule(domain, lam * sensitivity.range_bound)
+    slope = sensitivity.slope_bound
+    relaxation = relaxation_schedule(
+        domain, lam * sensitivity.range_bound, None if slope is None else lam * slope
+    )
     if relaxation.step_range[0] < sys.float_info.min:  # as for the bandwidth: fail before charging
         raise InvalidParameter("utility", "the parameter domain is too small for the sampler")
     if relaxation_moves is not None:

@@ -53,11 +53,16 @@ class Sensitivity:
     delta_u : Δu, the sup-norm sensitivity.
     delta_osc : Δ_osc, the oscillation sensitivity (sets λ = (1-η)ε/Δ_osc, (10)).
     range_bound : U = sup_D osc_θ u(D, ·) (enters (9) and t_cert).
+    slope_bound : a public bound on the Lipschitz constant of u(D, ·) on Θ over every D of at
+        most ``n_max`` records (``None``: none known). It shapes only the sampler's public
+        relaxation range (``shk.relaxation_schedule``): no law of exp(λu) varies on a length
+        below 1/(λ·slope_bound). It enters no certificate.
     """
 
     delta_u: float
     delta_osc: float
     range_bound: float
+    slope_bound: float | None = None
 
 
 def check_neighbouring(neighbouring: str) -> Neighbouring:
@@ -73,14 +78,21 @@ def check_form(form: str) -> Form:
 
 
 def gradient_norm_sensitivity(
-    gradient_bound: float, neighbouring: str, n_max: int, replace_delta_u: float | None = None
+    gradient_bound: float,
+    neighbouring: str,
+    n_max: int,
+    replace_delta_u: float | None = None,
+    *,
+    gradient_lipschitz: float | None = None,
 ) -> Sensitivity:
     """Accuracy note §3 for ``u = -|Σ_x g(θ; x)|`` with |g| <= G on Θ and the clipped records.
 
     add/remove: u(D + x) - u(D) = |A| - |A + g| lies in [-G, G], so Δu = G and Δ_osc = 2G.
     replace-one: |u(D) - u(D')| <= |g(θ; x) - g(θ; x')| <= 2G, or the family's tighter
     ``replace_delta_u`` where θ cancels (the mean: |x - x'|); Δ_osc = 2Δu. Since u ∈ [-n G, 0],
-    U = n_max·G.
+    U = n_max·G. ``gradient_lipschitz`` H: each g(·; x) is H-Lipschitz in θ (a clip to a ball
+    keeps H: the projection is 1-Lipschitz), so u = -|A| is (n_max·H)-Lipschitz: the slope
+    bound.
     """
     check_neighbouring(neighbouring)
     if n_max < 1:
@@ -89,7 +101,10 @@ def gradient_norm_sensitivity(
     delta_u = big_g
     if neighbouring == "replace_one":
         delta_u = 2.0 * big_g if replace_delta_u is None else min(2.0 * big_g, replace_delta_u)
-    return Sensitivity(delta_u=delta_u, delta_osc=2.0 * delta_u, range_bound=n_max * big_g)
+    slope = None if gradient_lipschitz is None else n_max * float(gradient_lipschitz)
+    return Sensitivity(
+        delta_u=delta_u, delta_osc=2.0 * delta_u, range_bound=n_max * big_g, slope_bound=slope
+    )
 
 
 def gradient_norm_loss(

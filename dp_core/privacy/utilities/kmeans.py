@@ -15,8 +15,9 @@ is ``loss``, because the gradient form concentrates on degenerate stationary poi
   the degenerate ones where a centre no record is nearest to has an empty gradient block and can
   sit anywhere: a set of positive volume, on which the law concentrates as λ grows
   (docs/benchmarks.md, "Peers": exact error 12.8 → 21.6 from ε = 0.1 to 4 at n = 10^3).
-* ``loss`` (default): ``u = -Σ_x min(min_j |x - c_j|², τ²)``, ℓ ∈ [0, B] with B = min(τ², diam²): the
-  sum-form lemma (add/remove Δu = Δ_osc = B, replace-one Δ_osc = 2B, U = n_max·B).
+* ``loss`` (default): ``u = -Σ_x min(min_j |x - c_j|², τ²)``, ℓ ∈ [0, B] with
+  B = min(τ², diam²): the sum-form lemma (add/remove Δu = Δ_osc = B, replace-one Δ_osc = 2B,
+  U = n_max·B).
 
 Kinks on Voronoi boundaries and the clip sphere: route (9) only. The law is invariant under
 relabelling the centres; released samples are therefore put in a canonical order
@@ -114,7 +115,11 @@ class KMeans:
         big_g = self.gradient_bound
         same_cell = min(self.diameter, 2.0 * big_g)
         return gradient_norm_sensitivity(
-            big_g, neighbouring, n_max, replace_delta_u=max(same_cell, math.sqrt(2.0) * big_g)
+            big_g,
+            neighbouring,
+            n_max,
+            replace_delta_u=max(same_cell, math.sqrt(2.0) * big_g),
+            gradient_lipschitz=1.0,  # inside each Voronoi cell (g jumps across its faces)
         )
 
     def clip_records(self, records: Any) -> FloatArray:

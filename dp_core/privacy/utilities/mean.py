@@ -149,7 +149,11 @@ class ClippedMean:
             return sum_form_sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
         big_g = self.gradient_bound
         return gradient_norm_sensitivity(
-            big_g, neighbouring, n_max, replace_delta_u=min(self.diameter, 2.0 * big_g)
+            big_g,
+            neighbouring,
+            n_max,
+            replace_delta_u=min(self.diameter, 2.0 * big_g),
+            gradient_lipschitz=1.0,  # g = clip_c(θ - x): a projection of θ - x
         )
 
     def clip_records(self, records: Any) -> FloatArray:

@@ -87,7 +87,12 @@ class _BallOverFeatures:
         if self.form == "loss":
             return sum_form_sensitivity(loss_bound, oscillation, neighbouring, n_max)
         gradient_bound = self.gradient_bound  # type: ignore[attr-defined]
-        return gradient_norm_sensitivity(gradient_bound, neighbouring, n_max)
+        return gradient_norm_sensitivity(
+            gradient_bound,
+            neighbouring,
+            n_max,
+            gradient_lipschitz=self.gradient_lipschitz,  # type: ignore[attr-defined]
+        )
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,11 @@ class LinearRegression(_BallOverFeatures):
     def gradient_bound(self) -> float:
         """G = (Y + RX)·X bounds |(θ·x - y) x|."""
         return self._residual_bound * self._x_norm
+
+    @property
+    def gradient_lipschitz(self) -> float:
+        """H = X²: the Jacobian of g is x xᵀ."""
+        return self._x_norm**2
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         return self._sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
@@ -191,6 +201,11 @@ class LogisticRegression(_BallOverFeatures):
     def gradient_bound(self) -> float:
         """G = X: |y' x σ(·)| <= |x|."""
         return self._x_norm
+
+    @property
+    def gradient_lipschitz(self) -> float:
+        """H = X²/4: the Jacobian of g is σ(m)σ(-m) x xᵀ with σσ' <= 1/4."""
+        return 0.25 * self._x_norm**2
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         return self._sensitivity(self.loss_bound, self.radius * self._x_norm, neighbouring, n_max)

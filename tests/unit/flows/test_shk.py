@@ -314,6 +314,24 @@ def test_relaxation_schedule_rule() -> None:
             relaxation_schedule(unit, bad)
 
 
+def test_relaxation_schedule_reaches_down_to_the_slope_bound() -> None:
+    """A public slope bound L of V extends the range down to σ = 1/L where that is below
+    scale/osc V (a steep potential of small range: the clipped gradient-norm mean), and changes
+    nothing where it is not; it scales like the domain."""
+    unit, wide = Domain.box([0.0], [1.0]), Domain.box([0.0], [100.0])
+    moves, (low, high) = relaxation_schedule(unit, 95.0, potential_slope=950.0)
+    assert math.sqrt(2 * low) == pytest.approx(1 / 950.0)
+    assert math.sqrt(2 * high) == pytest.approx(0.5)
+    assert moves == math.ceil(16 * math.log2(475.0))
+    assert relaxation_schedule(unit, 95.0, potential_slope=50.0) == relaxation_schedule(unit, 95.0)
+    wide_run = relaxation_schedule(wide, 95.0, potential_slope=9.5)  # the same potential x100
+    assert wide_run.moves == moves
+    assert wide_run.step_range == pytest.approx((1e4 * low, 1e4 * high))
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(InvalidParameter):
+            relaxation_schedule(unit, 95.0, potential_slope=bad)
+
+
 def test_relaxation_moves_are_counted_and_described() -> None:
     seen: list[tuple[int, int]] = []
     relaxation = Relaxation(5, (1e-4, 0.1))

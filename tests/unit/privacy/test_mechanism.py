@@ -286,3 +286,25 @@ def test_relaxation_phase_is_planned_from_public_parameters() -> None:
         with pytest.raises(InvalidParameter) as err:
             ExponentialMechanism(utility, 1.0, relaxation_moves=bad).plan(1)
         assert err.value.field == "sampler.relaxation_moves"
+
+
+def test_relaxation_reaches_the_gradient_form_slope() -> None:
+    """The gradient-norm utilities carry the slope bound n_max·H (H the per-record gradient's
+    Lipschitz constant: 1 for the mean, X² and X²/4 for the regressions), and the plan's
+    relaxation uses λ times it; a binding clip lowers U = n_max·c but not the slope, so the
+    range reaches further down than λU alone gives."""
+    n_max = 10_000
+    clipped = ClippedMean((0.0,), (1.0,), 0.2)
+    sens = clipped.sensitivity("add_remove", n_max)
+    assert sens.slope_bound == n_max * 1.0 and sens.range_bound == n_max * 0.2
+    schedule = ExponentialMechanism(clipped, 1.0, n_max=n_max).plan(1).schedule
+    lam = schedule.inverse_temperature
+    assert schedule.relaxation == relaxation_schedule(
+        clipped.domain, lam * sens.range_bound, lam * sens.slope_bound
+    )
+    assert math.sqrt(2 * schedule.relaxation.step_range[0]) == pytest.approx(1 / (lam * n_max))
+    linear = LinearRegression((-1.0, 0.0), (1.0, 2.0), -3.0, 3.0, 1.5)
+    assert linear.sensitivity("add_remove", 7).slope_bound == pytest.approx(7 * 5.0)
+    logistic = LogisticRegression((-1.0, 0.0), (1.0, 2.0), 1.5)
+    assert logistic.sensitivity("replace_one", 7).slope_bound == pytest.approx(7 * 5.0 / 4)
+    assert ClippedMean((0.0,), (1.0,), form="loss").sensitivity("add_remove", 7).slope_bound is None
