@@ -57,12 +57,23 @@ function renyiFigure(renyi, width) {
   return [figure, h("details", {}, h("summary", {}, "Rényi values"), table)];
 }
 
+/** A custom utility's expression and clip (the ledger keeps the request's utility). */
+function customUtilityRows(utility) {
+  if (!utility || utility.family !== "custom") return [];
+  return [
+    row("Loss", h("code", { "data-field": "utility.loss" }, utility.loss)),
+    row("Clip", h("span", { "data-field": "utility.clip" }, String(utility.clip))),
+    row("Utility form", h("span", { "data-field": "utility.form" }, utility.form || "gradient_norm")),
+  ];
+}
+
 /** Fill the dialog body with the certificate of `entry`. */
 export function renderCertificate(container, entry, width) {
   const cert = entry.certificate || {};
   clear(container);
   const description = [
     row("Release", h("code", {}, entry.release_id)),
+    ...customUtilityRows(entry.utility),
     row("Scope", h("span", { "data-field": "scope" }, cert.scope)),
     row("Bound", h("span", { "data-field": "bound" }, cert.bound)),
     row("Samples", num(cert.n_samples ?? null, "n_samples")),

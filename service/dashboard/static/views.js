@@ -263,6 +263,11 @@ function compositionSection(composition, charts) {
 
 function utilityText(utility) {
   const { family, ...rest } = utility || {};
+  if (family === "custom") {
+    // A user-written loss: the expression and its clip (the sensitivity follows from the clip).
+    const aliases = Object.entries(rest.columns || {}).map(([a, c]) => `${a}=${c}`);
+    return `custom: ${rest.loss} (clip=${rest.clip}, form=${rest.form || "gradient_norm"}, ${aliases.join(", ")})`;
+  }
   const args = Object.entries(rest)
     .filter(([, v]) => v !== null && v !== undefined)
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : v}`);
