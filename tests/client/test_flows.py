@@ -91,7 +91,8 @@ def test_flow_and_memory_bodies_are_plain_json_with_the_api_names() -> None:
     assert retrieve.body == {"query": {"points": [[0.0, 0.0]], "weights": [1.0]}, "steps": 3}
     create = wire.create_memory(np.zeros((2, 1, 2)), 0.5, None)
     assert create.body == {"patterns": [{"points": [[0.0, 0.0]]}] * 2, "blur": 0.5}
-    assert not create.replay_safe  # the service keeps no Idempotency-Key for it
+    assert create.replay_safe and create.idempotency_key is not None  # stored once on a resend
+    assert wire.create_memory(np.zeros((1, 1, 2)), 0.5, None, "mine").idempotency_key == "mine"
     with pytest.raises(InvalidRequest, match="weights"):
         wire.retrieve("m", {"points": [[0.0]]}, {"weights": [1.0]})
 
@@ -223,6 +224,11 @@ def test_memories_store_patterns_and_retrieve_the_one_a_query_came_from(admin: C
     )
     assert weighted.n_patterns == 2
     assert weighted.retrieve({"points": query}, steps=4).nearest_pattern == 1
+
+    # a retry with the same Idempotency-Key is the first memory, not a second one
+    first = admin.memories.create(patterns, blur=0.5, idempotency_key="store-once")
+    again = admin.memories.create(patterns, blur=0.5, idempotency_key="store-once")
+    assert again.memory_id == first.memory_id != memory.memory_id
 
 
 def test_dimension_mismatches_and_bad_values_are_invalid_requests_naming_the_field(

@@ -202,12 +202,19 @@ class MemoriesAPI(_Starter, Generic[MemT, R, J]):
     true``) and returns the ``Job``, whose ``retrieval()`` waits for the result.
     """
 
-    def create(self, patterns: Any, blur: float, beta: float | None = None) -> MemT:
+    def create(
+        self,
+        patterns: Any,
+        blur: float,
+        beta: float | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> MemT:
         """``POST /v1/memories``: each pattern a point cloud (2-D array or list of rows) or a
         weighted one (``{"points", "weights"}`` or ``WeightedPoints``), all of one dimension;
         ``blur`` (ε = blur²) and ``beta``, the energy's inverse temperature (service default
-        1). Not resent once it may have arrived: the service keeps no Idempotency-Key here."""
-        return self._create(wire.create_memory(patterns, blur, beta))
+        1). One ``Idempotency-Key`` (yours or a fresh one) across retries: stored once."""
+        return self._create(wire.create_memory(patterns, blur, beta, idempotency_key))
 
     def _create(self, call: wire.Call[MemoryCreated]) -> Any:
         raise NotImplementedError

@@ -395,14 +395,23 @@ def flow(
     return _work(f"/v1/flows/{name}", body, FlowResult, idempotency_key)
 
 
-def create_memory(patterns: Any, blur: float, beta: float | None) -> Call[MemoryCreated]:
-    """``POST /v1/memories``. Not resent once it may have arrived: the service keeps no
-    ``Idempotency-Key`` for it, so a resend after a lost answer would store the patterns twice
-    (as for keys and datasets)."""
+def create_memory(
+    patterns: Any, blur: float, beta: float | None, idempotency_key: str | None = None
+) -> Call[MemoryCreated]:
+    """``POST /v1/memories``. Storing starts work, so it carries one ``Idempotency-Key`` across
+    its retries: a resend after a lost answer returns the first memory instead of storing the
+    patterns twice."""
     body = build(
         MemoryCreate, patterns=[weighted(pattern) for pattern in patterns], blur=blur, beta=beta
     )
-    return Call("POST", "/v1/memories", _model(MemoryCreated), body=_body(body))
+    return Call(
+        "POST",
+        "/v1/memories",
+        _model(MemoryCreated),
+        body=_body(body),
+        idempotency_key=idempotency_key or str(uuid.uuid4()),
+        replay_safe=True,
+    )
 
 
 def retrieve(
