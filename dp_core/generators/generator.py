@@ -52,14 +52,16 @@ class FitReport:
     """What the fit did. ``steps`` counts energy evaluations (all ε levels and Adam steps);
     ``max_rel_mass_error`` is ``max_j |m_j − ν_j|/ν_j`` on the fit sample at the returned heights
     (soft masses for ε > 0, hard masses otherwise); ``converged`` says it is ≤ the tolerance;
-    ``energy`` is (A 13) (ε > 0) or (A 4) there."""
+    ``energy`` is (A 13) (ε > 0) or (A 4) there. ``None`` where nothing was measured: the
+    energy and the error when ``max_steps`` ran out before the target ε was reached, a stage's
+    error when the budget ended before its first evaluation (JSON has no inf or NaN)."""
 
     steps: int
     converged: bool
-    energy: float
-    max_rel_mass_error: float
+    energy: float | None
+    max_rel_mass_error: float | None
     seconds: float
-    levels: tuple[tuple[float, int, float], ...] = ()
+    levels: tuple[tuple[float, int, float | None], ...] = ()
     """Per fit stage ``(ε, evaluations, max rel. mass error)``; ε = 0 is the Adam stage."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,9 +73,14 @@ class FitReport:
     def from_dict(cls, state: dict[str, Any]) -> FitReport:
         fields = dict(state)
         fields["levels"] = tuple(
-            (float(e), int(k), float(r)) for e, k, r in fields.get("levels", ())
+            (float(e), int(k), _measured(r)) for e, k, r in fields.get("levels", ())
         )
         return cls(**fields)
+
+
+def _measured(value: float | None) -> float | None:
+    """``value`` as a float, or ``None`` where it is missing or not finite (not measured)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _check_points(points: object, weights: object) -> tuple[FloatArray, FloatArray]:
@@ -347,10 +354,10 @@ def fit_generator(
     report = FitReport(
         steps=int(steps),
         converged=bool(err <= tolerance),
-        energy=float(energy),
-        max_rel_mass_error=float(err),
+        energy=_measured(energy),
+        max_rel_mass_error=_measured(err),
         seconds=time.perf_counter() - start,
-        levels=tuple(levels),
+        levels=tuple((float(e), int(k), _measured(r)) for e, k, r in levels),
     )
     return Generator(
         points=y_raw,

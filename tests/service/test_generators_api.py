@@ -131,3 +131,23 @@ def test_generator_requests_are_validated(client: TestClient, admin: dict[str, s
     gid = _fit(client, admin, points=ring)["generator_id"]
     bad = client.post(f"/v1/generators/{gid}/samples", json={"n": 0, "seed": 1}, headers=admin)
     assert bad.status_code == 422
+
+
+def test_a_fit_cut_short_by_max_steps_is_stored_with_nothing_unmeasured_invented(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """A budget of one energy evaluation ends before the target ε (the continuation's first
+    level takes it): 201 with ``converged`` false and the unmeasured energy and error as null
+    (they were inf and NaN, which JSON cannot carry: a 500 after the work was done); the
+    generator still samples."""
+    fitted = _fit(
+        client, admin, points=_ring().tolist(), fit={"samples": 4096, "max_steps": 1}, seed=1
+    )
+    report = fitted["fit"]
+    assert report["steps"] == 1 and report["converged"] is False
+    assert report["energy"] is None and report["max_rel_mass_error"] is None
+    assert [level[1] for level in report["levels"]] == [1]
+    gid = fitted["generator_id"]
+    assert client.get(f"/v1/generators/{gid}", headers=admin).json()["fit"] == report
+    samples = client.post(f"/v1/generators/{gid}/samples", json={"n": 10, "seed": 0}, headers=admin)
+    assert samples.status_code == 200 and np.isfinite(samples.json()["samples"]).all()

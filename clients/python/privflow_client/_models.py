@@ -655,12 +655,13 @@ class GeneratorCreate(_Request):
 
 class GeneratorFitReport(_Response):
     """What the fit did: ``steps`` (energy evaluations), ``converged`` (the tolerance was
-    reached), ``energy``, ``max_rel_mass_error`` and ``seconds``."""
+    reached), ``energy``, ``max_rel_mass_error`` (both ``None`` when ``fit.max_steps`` ran out
+    before the target ε was reached) and ``seconds``."""
 
     steps: int
     converged: bool
-    energy: float
-    max_rel_mass_error: float
+    energy: float | None
+    max_rel_mass_error: float | None
     seconds: float
 
 
