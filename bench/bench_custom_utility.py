@@ -189,7 +189,7 @@ def _compile_times() -> str:
 
 def _refusals() -> str:
     spec = importlib.util.spec_from_file_location(
-        "hostile", Path(__file__).resolve().parents[1] / "tests/service/test_custom_utility_api.py"
+        "hostile", Path(__file__).resolve().parents[1] / "tests/service/hostile_losses.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

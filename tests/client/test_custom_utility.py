@@ -17,7 +17,7 @@ from privflow_client import (
 
 from dp_core.errors import InvalidParameter
 from dp_core.privacy.utilities.expression import check_loss as service_check
-from tests.service.test_custom_utility_api import HOSTILE
+from tests.service.hostile_losses import HOSTILE
 
 ACCEPTED = [
     "huber(theta[0] + theta[1] * x - y, 1.0)",

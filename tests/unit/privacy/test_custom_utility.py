@@ -31,7 +31,7 @@ from dp_core.privacy.utilities import (
     UtilityPotential,
 )
 from dp_core.privacy.utilities.expression import MAX_NODES, check_loss
-from tests.service.test_custom_utility_api import HOSTILE
+from tests.service.hostile_losses import HOSTILE
 
 KS_C = 1.95  # two-sample KS critical coefficient at alpha = 0.001
 CLOUD_DISPERSION = 1.3

@@ -1,0 +1,46 @@
+"""Hostile ``utility.loss`` expressions (issue 19, "Security"): every one must be refused with
+422 naming ``utility.loss``, charge nothing, never reach a compiler and take under 50 ms.
+
+No imports: the benchmark loads this file by path as well.
+"""
+
+HOSTILE = [
+    "__import__('os').system('true')",
+    "theta.__class__.__mro__",
+    "x.real.imag",
+    "(lambda: 1)()",
+    "[t for t in (1, 2)]",
+    "{1: 2}",
+    "x ** 100000",
+    "x ** 17",
+    "x ** theta[0]",
+    "x ** 0.5",
+    "2 ** 2 ** 2 ** 99",
+    "(" * 100_000 + "x" + ")" * 100_000,
+    "-" * 100_000 + "x",
+    "x + " * 3000 + "x",
+    "x" * (10 * 1024 * 1024),
+    "θ[0] - x",
+    "ｘ + 1",
+    "theta[0] - x\x00",
+    "theta[10] - x",
+    "theta[-1]",
+    "theta",
+    "open('/etc/passwd')",
+    "exp(x, y)",
+    "exp(x=1)",
+    "min(*[x, y])",
+    "x < y",
+    "where(x < y < 1, x, y)",
+    "x if y else 1",
+    "f'{x}'",
+    "'abc'",
+    "True + x",
+    "1e999",
+    "x; y",
+    "y := 1",
+    "__builtins__",
+    "getattr(x, 'real')",
+    "",
+    "   ",
+]
