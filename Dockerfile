@@ -9,8 +9,8 @@
 #          Numba kernels compiled at build time (`privflow warm`) into NUMBA_CACHE_DIR, a
 #          directory the runtime user owns: start-up loads them from disk instead of compiling.
 #          Numba keys its cache to the build host's CPU; on a different CPU model the kernels
-#          recompile once at start-up (into the same, writable directory) and /readyz answers 503
-#          until they are done, which the health check's start period covers.
+#          recompile once, in the background after start-up (into the same, writable directory;
+#          /readyz answers 200 meanwhile and a request compiles what it needs first).
 #
 # No secret is baked in: PRIVFLOW_ADMIN_KEY and the database password (PGPASSWORD, or inside
 # PRIVFLOW_DATABASE_URL) are given only when a container starts. tests/deploy/ reads the runtime

@@ -2,10 +2,14 @@
 
 ``create_app(settings)`` builds everything an app needs and keeps it on ``app.state``
 (``settings``, ``ctx``, ``metrics``, ``readiness``); nothing is created at import. The lifespan
-migrates the store and registers the bootstrap admin key (the store is then ready), marks runs
-orphaned by a dead process ``aborted``, starts the lease sweeper and a daemon thread that
-compiles every Numba kernel signature the service uses (``dp_core.engine.warm``); ``/readyz``
-answers 503 until both are done, so no request pays for JIT.
+migrates the store and registers the bootstrap admin key (the store is then ready: ``/readyz``
+answers 200), marks runs orphaned by a dead process ``aborted``, starts the lease sweeper and a
+daemon thread that compiles the Numba kernels family by family in the background
+(``dp_core.engine.warm_family``, in the order of ``dp_core.engine.SIGNATURES``), logging each
+family's compile time and pausing between families while work is running. A request that calls
+a kernel not compiled yet compiles that kernel itself (Numba compiles lazily; its global
+compiler lock lets it wait at most for the one kernel the background thread is compiling), so
+it never waits for the other families (docs/service.md, "Start-up and kernel compilation").
 """
 
 import logging
@@ -41,6 +45,9 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 STORE_CONNECT_SECONDS = 60.0
+WARM_THREAD_NAME = "privflow-warm-kernels"
+WARM_YIELD_SECONDS = 60.0
+"""Longest the background compilation waits for running work before its next family."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -115,12 +122,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.warm_on_startup:
         threading.Thread(
             target=_warm_kernels,
-            args=(app.state.readiness, app.state.metrics),
-            name="privflow-warm-kernels",
-            daemon=True,  # warm() cannot be interrupted; never hold up shutdown for it
+            args=(app.state.readiness, app.state.metrics, ctx.pool, stop),
+            name=WARM_THREAD_NAME,
+            daemon=True,  # a family cannot be interrupted; never hold up shutdown for it
         ).start()
+        logger.info("ready; compiling the kernels in the background, family by family")
     else:
-        logger.info("kernel warm-up skipped (warm_on_startup is false); ready at once")
+        logger.info("kernel warm-up skipped (warm_on_startup is false); kernels compile on use")
     try:
         yield
     finally:
@@ -169,24 +177,50 @@ def _read_budgets(store: Store, readiness: Readiness) -> list[tuple[str, dict[st
         return list_budgets(conn)
 
 
-def _warm_kernels(readiness: Readiness, metrics: Metrics) -> None:
-    """Compile every served kernel signature, then mark the app ready; on error stay not ready."""
+def _warm_kernels(
+    readiness: Readiness, metrics: Metrics, pool: JobPool, stop: threading.Event
+) -> None:
+    """Compile every served kernel family in the background; on error mark warm-up failed."""
+    start = time.perf_counter()
     try:
         # The certificates' (ε, δ) conversion needs opacus (it imports torch: ~5 s). It is
-        # imported lazily inside dp_core.privacy.accounting, so import it here, not in a release.
-        from opacus.accountants.analysis import rdp  # noqa: F401
+        # imported lazily inside dp_core.privacy.accounting, under a lock that a release
+        # importing it at the same time shares, so import it here first, the same way.
+        from dp_core.privacy.accounting import preload_opacus
 
+        preload_opacus()
+        logger.info("imported the accounting library in %.1f s", time.perf_counter() - start)
         from dp_core import engine  # imports Numba: kept off the import path of the app
 
-        report = engine.warm()
+        for name in engine.SIGNATURES:
+            _wait_while_busy(pool, stop)
+            if stop.is_set():
+                return
+            report = engine.warm_family(name)
+            logger.info(
+                "kernel family %s ready: %d signatures in %.1f s",
+                report.family,
+                report.signatures,
+                report.seconds,
+                extra={"family": report.family, "seconds": round(report.seconds, 3)},
+            )
     except Exception:
         readiness.kernels = KernelState.FAILED
-        logger.exception("kernel warm-up failed; /readyz stays 503")
+        logger.exception("kernel warm-up failed; /readyz answers 503")
         return
-    metrics.kernel_warm_seconds.set(report.seconds)
+    seconds = time.perf_counter() - start
+    metrics.kernel_warm_seconds.set(seconds)
     metrics.kernels_ready.set(1)
     readiness.kernels = KernelState.READY
-    logger.info("compiled %d kernel signatures in %.1f s; ready", report.signatures, report.seconds)
+    logger.info("every kernel family compiled in %.1f s", seconds)
+
+
+def _wait_while_busy(pool: JobPool, stop: threading.Event) -> None:
+    """Hold the next family back while work runs (at most ``WARM_YIELD_SECONDS``), so that a
+    request compiling its own kernels does not queue behind the background thread."""
+    deadline = time.monotonic() + WARM_YIELD_SECONDS
+    while pool.depth > 0 and time.monotonic() < deadline and not stop.wait(0.1):
+        pass
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

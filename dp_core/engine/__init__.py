@@ -17,7 +17,8 @@ no certificate, acceptance or rate); memory O((N + M) d) at any size.
 - ``matrix_maps``  per-particle regularised polar factor and Newton–Schulz (Muon)
 - ``two_layer``    the student–teacher unit's reductions (mean output, pullback)
 - ``parallel``     threading layer, worker wait policy and threads per run (env defaults)
-- ``warmup``       the signature table; ``warm()`` compiles every entry once
+- ``warmup``       the signature table by family; ``warm()`` compiles every entry once,
+                   ``warm_family(name)`` one family
 
 Importing this package compiles nothing; it fills in Numba's threading defaults where the
 environment leaves them unset (:func:`dp_core.engine.parallel.configure`), before any kernel
@@ -28,6 +29,13 @@ from dp_core.engine.parallel import configure as _configure_threads
 
 _configure_threads()
 
-from dp_core.engine.warmup import WarmReport, compile_stats, warm  # noqa: E402
+from dp_core.engine.warmup import (  # noqa: E402
+    SIGNATURES,
+    FamilyReport,
+    WarmReport,
+    compile_stats,
+    warm,
+    warm_family,
+)
 
-__all__ = ["WarmReport", "compile_stats", "warm"]
+__all__ = ["SIGNATURES", "FamilyReport", "WarmReport", "compile_stats", "warm", "warm_family"]

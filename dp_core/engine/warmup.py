@@ -1,14 +1,23 @@
-"""The engine's signature table and ``warm()``, which compiles (or loads) every entry once.
+"""The engine's signature table, family by family, and ``warm()``, which compiles (or loads) every
+entry once.
 
 Every Numba kernel the service calls is listed here with a tiny call of the exact argument types
 the service uses (float64 C-contiguous arrays, int64 / float64 scalars, uint64 streams), so that
-start-up and the Docker build compile everything and no request ever waits for the JIT. Kernels
-are declared with ``cache=True``: the second process start loads them from the on-disk cache
+the Docker build compiles everything and a served call finds its signature compiled. Entries are
+grouped in families (:data:`SIGNATURES`), listed in the order a fresh service compiles them in
+the background: what every private release needs first. :func:`warm_family` compiles one family
+(thread-safe; a second call returns at once), and :func:`warm` all of them. Kernels are declared
+with ``cache=True``: the second process start loads them from the on-disk cache
 (``NUMBA_CACHE_DIR`` or ``__pycache__``), which :func:`compile_stats` lets a test verify.
+
+A call of a kernel whose family is not compiled yet compiles just that kernel's signature in the
+calling thread (Numba's lazy compilation, serialised by its global compiler lock), so it never
+waits for the other families.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +42,7 @@ from dp_core.engine import (
     utility_kernels,
 )
 
-__all__ = ["SIGNATURES", "WarmReport", "compile_stats", "warm"]
+__all__ = ["SIGNATURES", "FamilyReport", "WarmReport", "compile_stats", "warm", "warm_family"]
 
 
 def _tiny_points(n: int = 3, d: int = 2) -> np.ndarray:
@@ -160,19 +169,6 @@ def _warm_flow_maps() -> None:
 
 
 SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
-    "kernels": (
-        _warm_kernels,
-        (
-            kernels._kernel_sum_kernel,
-            kernels._self_kernel,
-            kernels._kernel_grad_sum_kernel,
-            kernels._lse_kernel,
-        ),
-    ),
-    "generators": (
-        _warm_generators,
-        (affine._top2_kernel, affine._affine_kernel),
-    ),
     "particles": (
         _warm_particles,
         (
@@ -187,6 +183,37 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
             birth_death.birth_death_sweep,
             kde._log_kde_1d_kernel,
             birth_death._reaction_1d,
+        ),
+    ),
+    "utilities": (
+        _warm_utilities,
+        (
+            utility_kernels.quantile_counts,
+            utility_kernels.clipped_mean_loss_1d,
+            utility_kernels.clipped_mean_loss_nd,
+            utility_kernels.logistic_loss,
+            utility_kernels.kmeans_loss,
+            utility_kernels.clipped_gradient_sum_1d,
+            utility_kernels.assignment_gradient_sum,
+            utility_kernels.assignment_curvature,
+            utility_kernels.logistic_gradient_sum,
+        ),
+    ),
+    "kernels": (
+        _warm_kernels,
+        (
+            kernels._kernel_sum_kernel,
+            kernels._self_kernel,
+            kernels._kernel_grad_sum_kernel,
+            kernels._lse_kernel,
+        ),
+    ),
+    "grid_scores": (
+        _warm_grid_scores,
+        (
+            grid_scores.assignment_grid_sums,
+            grid_scores.linear_grid_sums,
+            grid_scores.logistic_grid_sums,
         ),
     ),
     "potentials": (_warm_potentials, (potentials._mixture_value_and_grad,)),
@@ -210,30 +237,14 @@ SIGNATURES: dict[str, tuple[Callable[[], None], tuple[object, ...]]] = {
             two_layer._unit_outputs_kernel,
         ),
     ),
-    "utilities": (
-        _warm_utilities,
-        (
-            utility_kernels.quantile_counts,
-            utility_kernels.clipped_mean_loss_1d,
-            utility_kernels.clipped_mean_loss_nd,
-            utility_kernels.logistic_loss,
-            utility_kernels.kmeans_loss,
-            utility_kernels.clipped_gradient_sum_1d,
-            utility_kernels.assignment_gradient_sum,
-            utility_kernels.assignment_curvature,
-            utility_kernels.logistic_gradient_sum,
-        ),
-    ),
-    "grid_scores": (
-        _warm_grid_scores,
-        (
-            grid_scores.assignment_grid_sums,
-            grid_scores.linear_grid_sums,
-            grid_scores.logistic_grid_sums,
-        ),
+    "generators": (
+        _warm_generators,
+        (affine._top2_kernel, affine._affine_kernel),
     ),
 }
-"""Group name -> (a call that exercises every served signature, the dispatchers it compiles)."""
+"""Family name -> (a call that exercises every served signature, the dispatchers it compiles),
+in the order a fresh service compiles them: the SHK particle moves and the utility kernels every
+private release uses first, the public flows' kernels last."""
 
 
 @dataclass(frozen=True)
@@ -244,11 +255,45 @@ class WarmReport:
     signatures: int
 
 
-def warm() -> WarmReport:
-    """Compile or load from cache every signature in :data:`SIGNATURES`."""
+@dataclass(frozen=True)
+class FamilyReport:
+    """What :func:`warm_family` did for one family: its name, the seconds this call spent
+    compiling or loading it (0 when it was already done), and its compiled signatures."""
+
+    family: str
+    seconds: float
+    signatures: int
+
+
+_FAMILY_LOCKS = {name: threading.Lock() for name in SIGNATURES}
+_WARM_FAMILIES: set[str] = set()
+
+
+def warm_family(name: str) -> FamilyReport:
+    """Compile or load from cache every signature of the family ``name`` of :data:`SIGNATURES`.
+
+    Thread-safe: a call while another thread warms the same family waits for it; a call after
+    it returns at once with ``seconds == 0``. Raises ``KeyError`` for an unknown family.
+    """
+    run, dispatchers = SIGNATURES[name]
+    seconds = 0.0
+    with _FAMILY_LOCKS[name]:
+        if name not in _WARM_FAMILIES:
+            start = time.perf_counter()
+            run()
+            seconds = time.perf_counter() - start
+            _WARM_FAMILIES.add(name)
+    return FamilyReport(name, seconds, sum(len(d.signatures) for d in dispatchers))
+
+
+def warm(on_family: Callable[[FamilyReport], None] | None = None) -> WarmReport:
+    """Compile or load from cache every signature in :data:`SIGNATURES`, family by family in
+    the table's order, calling ``on_family`` with each family's report."""
     start = time.perf_counter()
-    for run, _ in SIGNATURES.values():
-        run()
+    for name in SIGNATURES:
+        report = warm_family(name)
+        if on_family is not None:
+            on_family(report)
     total = sum(len(d.signatures) for _, ds in SIGNATURES.values() for d in ds)
     return WarmReport(seconds=time.perf_counter() - start, signatures=total)
 

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 from dp_core.engine.affine import affine_logsumexp
 from dp_core.engine.semidiscrete import smoothed_energy_terms
@@ -159,6 +158,8 @@ def _level(
     """Minimize E_ε from h0 until the relative mass error is ≤ tolerance (or budget / stall):
     L-BFGS-B on the energy, then, if that stalls above the tolerance, :func:`_polish` until
     :data:`POLISH_PATIENCE` evaluations pass without a better iterate."""
+    from scipy.optimize import minimize  # 1.7 s to import: kept off the service's start-up path
+
     best: list = [h0, np.inf, np.inf]  # h, error, energy
     stale = [0]  # evaluations since the best iterate last improved
 

@@ -14,7 +14,6 @@ import warnings
 
 import numpy as np
 from scipy.special import ndtri
-from scipy.stats import qmc
 
 from dp_core.types import FloatArray
 
@@ -33,6 +32,8 @@ def from_unit_cube(u: FloatArray, source: str) -> FloatArray:
 
 def fit_sample(source: str, dim: int, size: int, seed: int) -> FloatArray:
     """``size`` scrambled Sobol points (seed ``seed``) of the source in dimension ``dim``."""
+    from scipy.stats import qmc  # 3 s to import: kept off the service's start-up path
+
     engine = qmc.Sobol(dim, scramble=True, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # balance warning for non powers of 2

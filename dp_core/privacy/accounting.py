@@ -13,14 +13,17 @@ Every function takes public numbers only (privacy parameters, orders, counts); n
 record. Every returned privacy parameter is an upper bound: where floating-point rounding could
 push a closed form below its exact value, a few-ulp margin is added and the result is capped by
 a simpler bound that is always valid. Importing this module is cheap: opacus (and torch) are
-imported inside :func:`rdp_to_approx_dp` only.
+imported inside :func:`rdp_to_approx_dp` only, or ahead of time by :func:`preload_opacus` (the
+service does that in a background thread), both under one lock: two threads importing torch's
+package tree at once can make Python's import machinery raise ``_DeadlockError`` in one.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dp_core.errors import InvalidParameter
 from dp_core.privacy._checks import count, delta_value, nonneg, order
@@ -34,6 +37,7 @@ __all__ = [
     "hockey_stick_from_beta",
     "kl_from_beta",
     "kl_from_pure",
+    "preload_opacus",
     "rdp_to_approx_dp",
     "renyi_from_beta",
     "renyi_from_pure",
@@ -47,6 +51,20 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(
     [1.0 + x / 10.0 for x in range(1, 100)] + [float(a) for a in range(12, 64)] + [128.0, 256.0]
 )
 """Rényi orders for (20)–(21): opacus' default grid extended with 128 and 256."""
+
+_OPACUS_IMPORT = threading.Lock()
+
+
+def preload_opacus() -> Callable[..., tuple[float, float]]:
+    """Import opacus' ``get_privacy_spent`` (torch: seconds) under a lock and return it.
+
+    Thread-safe and cheap after the first call; see the module docstring for why the lock.
+    """
+    with _OPACUS_IMPORT:
+        from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    return get_privacy_spent  # type: ignore[no-any-return]
+
 
 _U = 2.0**-52  # double-precision unit roundoff (upper bound)
 _OVERFLOW_EXPONENT = 700.0  # expm1(x) overflows at x ≈ 709.78
@@ -289,8 +307,7 @@ def rdp_to_approx_dp(
     rdp_list = [nonneg("rdp", t, allow_inf=True) for t in rdp]
     if not order_list or len(order_list) != len(rdp_list):
         raise InvalidParameter("rdp", "needs one value per order (and at least one order)")
-    from opacus.accountants.analysis.rdp import get_privacy_spent
-
+    get_privacy_spent = preload_opacus()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         eps, best_order = get_privacy_spent(orders=order_list, rdp=rdp_list, delta=delta)

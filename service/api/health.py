@@ -1,8 +1,10 @@
 """Health surface: ``/healthz``, ``/readyz`` and ``/metrics``, and the Readiness record they report.
 
-``create_app`` puts a ``Readiness`` on ``app.state.readiness``; the kernel warm-up thread writes
-it and ``/readyz`` reads it. Readiness answers an RFC 9457 problem (code ``not_ready``) until it
-is ready. ``/healthz`` and ``/readyz`` are open (probes); ``/metrics`` is for the operator only
+``create_app`` puts a ``Readiness`` on ``app.state.readiness``; the lifespan and the kernel
+warm-up thread write it and ``/readyz`` reads it. ``/readyz`` answers 200 once the store answers,
+while the kernels still compile in the background (a request compiles what it calls and is not
+yet compiled), and an RFC 9457 problem (code ``not_ready``) before, or when warm-up failed.
+``/healthz`` and ``/readyz`` are open (probes); ``/metrics`` is for the operator only
 (ARCHITECTURE.md, privacy rule 3): it needs an admin key or the scrape token of the setting
 ``metrics_key`` (401 without either, 403 for an analyst key).
 """
@@ -28,14 +30,13 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 class KernelState(StrEnum):
     """Where kernel warm-up stands."""
 
-    WARMING = "warming"  # compiling or loading from the Numba cache
+    WARMING = "warming"  # compiling (or loading from the Numba cache) in the background
     READY = "ready"  # every served signature is compiled
-    SKIPPED = "skipped"  # warm_on_startup is false: ready at once, kernels compile on first use
-    FAILED = "failed"  # warm-up raised; the error is in the log and /readyz stays 503
+    SKIPPED = "skipped"  # warm_on_startup is false: kernels compile on first use
+    FAILED = "failed"  # warm-up raised; the error is in the log and /readyz answers 503
 
 
 _NOT_READY_DETAIL = {
-    KernelState.WARMING: "Numerical kernels are still compiling; retry shortly.",
     KernelState.FAILED: "Numerical kernel warm-up failed; see the service log.",
     "store": "The database is not answering (or not migrated yet); retry shortly.",
 }
@@ -43,14 +44,17 @@ _NOT_READY_DETAIL = {
 
 @dataclass(slots=True)
 class Readiness:
-    """What ``/readyz`` reports. One thread (warm-up) writes ``kernels``; requests only read it."""
+    """What ``/readyz`` reports. One thread (warm-up) writes ``kernels``; requests only read it.
+
+    Ready once the store is: kernels compiling in the background do not hold readiness back.
+    """
 
     kernels: KernelState = KernelState.WARMING
     store: bool = False  # migrations applied and the bootstrap admin registered
 
     @property
     def ready(self) -> bool:
-        return self.store and self.kernels in (KernelState.READY, KernelState.SKIPPED)
+        return self.store and self.kernels is not KernelState.FAILED
 
 
 def _not_ready_problem(state: KernelState | str) -> dict[str, Any]:
@@ -73,13 +77,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the database answers and the numerical kernels are compiled",
+    summary="Readiness: the database answers (kernels compile in the background)",
     response_class=JSONResponse,
     responses={
         200: {"content": {"application/json": {"example": {"status": "ready"}}}},
         503: {
-            "description": "Not ready yet (or warm-up failed)",
-            "content": {PROBLEM_MEDIA_TYPE: {"example": _not_ready_problem(KernelState.WARMING)}},
+            "description": "Not ready yet (or kernel warm-up failed)",
+            "content": {PROBLEM_MEDIA_TYPE: {"example": _not_ready_problem("store")}},
         },
     },
 )

@@ -105,3 +105,28 @@ def test_second_process_loads_everything_from_the_cache(tmp_path, run_python):
     for name, (hits, misses) in second.items():
         assert misses == 0, (name, second)
         assert hits >= 1, (name, second)
+
+
+def test_warm_family_compiles_once_and_release_families_come_first():
+    """Families compile in table order (what every release needs first); a second call, from
+    any thread, finds the family done and returns at once."""
+    import threading
+
+    import pytest
+
+    assert list(warmup.SIGNATURES)[:2] == ["particles", "utilities"]
+    reports = []
+    threads = [
+        threading.Thread(target=lambda: reports.append(warmup.warm_family("potentials")))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.family for r in reports] == ["potentials"] * 3
+    assert sum(r.seconds > 0 for r in reports) <= 1  # at most one thread did the work
+    assert all(r.signatures >= 1 for r in reports)
+    assert warmup.warm_family("potentials").seconds == 0.0
+    with pytest.raises(KeyError):
+        warmup.warm_family("no such family")
