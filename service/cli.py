@@ -3,9 +3,11 @@ store's schema up to date), ``create-key`` (mint an API key, e.g. the first admi
 (compile kernels).
 
 ``privflow serve`` migrates the store before it starts its workers (each worker checks again;
-migrations are idempotent and serialised by an advisory lock on PostgreSQL). ``privflow warm``
-compiles every Numba signature the service uses into the on-disk cache (the Docker build runs
-it so the cache ships in the image). Logs are JSON lines on stderr.
+migrations are idempotent and serialised by an advisory lock on PostgreSQL). On a store with no
+API key and without ``PRIVFLOW_ADMIN_KEY`` it then creates the first admin key, writes it to a
+file only the user can read and prints it once on the console (``service.bootstrap``).
+``privflow warm`` compiles every Numba signature the service uses into the on-disk cache (the
+Docker build runs it so the cache ships in the image). Logs are JSON lines on stderr.
 
 Heavy modules (uvicorn, pydantic, Numba) are imported inside the subcommands, so
 ``privflow --help`` answers at once.
@@ -100,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     _apply_migrations(settings.database_url)
+    _bootstrap_admin(settings)
     uvicorn.run(
         _APP_FACTORY,
         factory=True,
@@ -109,7 +112,27 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level),
     )
+    _exit_now_if_compiling()
     return 0
+
+
+def _exit_now_if_compiling() -> None:
+    """After the server stopped, do not wait for background kernel compilation.
+
+    The warm-up thread is a daemon, but one caught in a long import (torch) or compilation can
+    hold the interpreter's shutdown for tens of seconds. Everything that matters is closed by
+    now (the lifespan stopped the pool and the store; Numba writes its cache files atomically),
+    so leave at once.
+    """
+    import os
+    import threading
+
+    from service.app import WARM_THREAD_NAME  # imported by uvicorn already
+
+    if any(t.name == WARM_THREAD_NAME and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _warm(args: argparse.Namespace) -> int:
@@ -147,6 +170,21 @@ def _create_key(args: argparse.Namespace) -> int:
         store.dispose()
     print(json.dumps({"id": key.id, "name": key.name, "role": key.role, "key": secret}))
     return 0
+
+
+def _bootstrap_admin(settings: "Settings") -> None:
+    """On a store with no key and no ``PRIVFLOW_ADMIN_KEY``: create an admin key, write it to
+    its 0600 file and print it once on the console (stdout, never the log)."""
+    from service.bootstrap import banner, bootstrap_admin
+    from service.store.db import Store
+
+    store = Store(settings.database_url)
+    try:
+        key = bootstrap_admin(settings, store)
+    finally:
+        store.dispose()
+    if key is not None:
+        print(banner(key), flush=True)
 
 
 def _apply_migrations(url: str) -> None:

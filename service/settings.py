@@ -4,6 +4,7 @@ There is no module-level instance: ``create_app`` and the CLI build a ``Settings
 need one, so importing this module reads nothing from the environment.
 """
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr
@@ -42,9 +43,10 @@ class Settings(BaseSettings):
     log_level
         Level of the uvicorn and ``service`` loggers.
     warm_on_startup
-        Compile every Numba signature the service uses in a background thread at start-up;
-        ``/readyz`` answers 503 until that finishes. Set to false only where kernels are not
-        needed (tests of the HTTP surface): the app is then ready at once.
+        Compile every Numba signature the service uses in a background thread at start-up,
+        family by family (a request compiles what it calls and is not compiled yet, so
+        ``/readyz`` does not wait for this). Set to false only where kernels are not needed
+        (tests of the HTTP surface): kernels then compile on first use only.
     database_url
         SQLAlchemy URL of the store: an SQLite file by default, PostgreSQL
         (``postgresql+psycopg://...``) for several processes or replicas. ``postgresql://`` is
@@ -53,6 +55,12 @@ class Settings(BaseSettings):
         The first admin API key (API.md "Auth"). Stored only as a hash; without it no admin
         can authenticate until one is created by another admin. At least 32 characters (a
         shorter one stops start-up with an error naming the setting, never its value).
+        Without it, ``privflow serve`` on a store with no key creates one, prints it once and
+        writes it to ``admin_key_file`` (``service.bootstrap``).
+    admin_key_file
+        Where ``privflow serve`` writes the admin key it creates for an empty store (mode
+        0600). Default: ``privflow-admin.key`` beside the SQLite database file, or in the
+        working directory for PostgreSQL.
     metrics_key
         A scrape token for Prometheus: ``Authorization: Bearer <metrics_key>`` opens ``/metrics``
         and nothing else (it is not an API key). Admin keys open ``/metrics`` too; without this
@@ -111,6 +119,7 @@ class Settings(BaseSettings):
     warm_on_startup: bool = True
     database_url: str = "sqlite:///./privflow.db"
     admin_key: LongSecret | None = None
+    admin_key_file: Path | None = None
     metrics_key: LongSecret | None = None
     metrics_dataset_labels: bool = False
     openapi_enabled: bool = True
