@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: a throwaway PostgreSQL server and a fresh database per test."""
+"""Suite-wide fixtures: a throwaway PostgreSQL server and a fresh database per test; a check that
+the system packages the selected tests need are installed (``tests/system_deps.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from collections.abc import Iterator
 import pytest
 
 from tests.postgres_server import PostgresServer, find_postgres_binaries
+from tests.system_deps import missing_packages
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop with one line when a selected test needs a system package that is missing."""
+    missing = missing_packages(session.items)
+    if missing:
+        packages = " ".join(missing)
+        raise pytest.UsageError(
+            f"missing system packages for the selected tests: {packages}. Install them "
+            f"(sudo apt-get install --no-install-recommends {packages}) or run .ci/run, "
+            "which does."
+        )
 
 
 @pytest.fixture(scope="session")
