@@ -26,6 +26,26 @@ __all__ = [
 ]
 
 MAX_REPORTED_ERRORS = 20
+CONVERT_CHUNK = 65_536
+"""Cells converted to float64 per step: a million at once is one GIL-holding C loop."""
+MAX_EXACT_CELL = 10**300
+"""Integers above this are refused as cells (no column bound reaches it; float() overflows)."""
+
+
+def _number(value: Any) -> float:
+    """A JSON number cell as a float; NaN (refused by the bounds check) for anything else: a
+    string, a boolean, null, a nested list or object, or an integer beyond the float range."""
+    if type(value) is float:
+        return value
+    if type(value) is int and abs(value) <= MAX_EXACT_CELL:
+        return float(value)
+    return math.nan
+
+
+def _shown(value: Any) -> str:
+    """A cell for an error message, cut to 80 characters (a cell may be a nested list)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def encode_records(body: DatasetCreate, max_points: int) -> np.ndarray:
@@ -40,8 +60,8 @@ def encode_records(body: DatasetCreate, max_points: int) -> np.ndarray:
         raise ApiError.invalid("records", f"{n} records exceed size_bound {body.size_bound}")
     errors: list[FieldError] = []
     for i, row in enumerate(body.records):
-        if len(row) != c:
-            errors.append({"field": f"records[{i}]", "message": f"expected {c} values"})
+        if type(row) is not list or len(row) != c:
+            errors.append({"field": f"records[{i}]", "message": f"expected a list of {c} values"})
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
     if errors:
@@ -51,21 +71,20 @@ def encode_records(body: DatasetCreate, max_points: int) -> np.ndarray:
         values = [row[j] for row in body.records]
         if isinstance(column, CategoryColumn):
             index = {name: k for k, name in enumerate(column.categories)}
-            codes = [index.get(v, -1) if isinstance(v, str) else -1 for v in values]
-            out[:, j] = codes
+            codes = [index.get(v, -1) if type(v) is str else -1 for v in values]
+            for start in range(0, n, CONVERT_CHUNK):
+                out[start : start + CONVERT_CHUNK, j] = codes[start : start + CONVERT_CHUNK]
             bad = np.flatnonzero(out[:, j] < 0)
             message = f"is not one of the categories of column {column.name!r}"
         else:
-            numeric = [
-                float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.nan
-                for v in values
-            ]
-            out[:, j] = numeric
+            numeric = [_number(v) for v in values]
+            for start in range(0, n, CONVERT_CHUNK):  # one C loop per slice: the GIL between
+                out[start : start + CONVERT_CHUNK, j] = numeric[start : start + CONVERT_CHUNK]
             col = out[:, j]
             bad = np.flatnonzero(~((col >= column.lower) & (col <= column.upper)))
             message = f"must be a number in [{column.lower}, {column.upper}] ({column.name!r})"
         errors.extend(
-            {"field": f"records[{i}][{j}]", "message": f"{values[i]!r} {message}"}
+            {"field": f"records[{i}][{j}]", "message": f"{_shown(values[i])} {message}"}
             for i in bad[: MAX_REPORTED_ERRORS - len(errors)]
         )
         if len(errors) >= MAX_REPORTED_ERRORS:

@@ -115,6 +115,14 @@ BAD_ROWS: list[tuple[list[Any], str]] = [
     ([50.0, "a", 1.0, 2.0], "records[3]"),  # too long
     ([True, "a", 1.0], "records[3][0]"),
     ([None, "a", 1.0], "records[3][0]"),
+    # cells are checked in a worker thread, not by the request schema: shapes too
+    ([[50.0], "a", 1.0], "records[3][0]"),  # a nested list
+    ([{"v": 50.0}, "a", 1.0], "records[3][0]"),
+    ([50.0, ["a"], 1.0], "records[3][1]"),
+    ([10**400, "a", 1.0], "records[3][0]"),  # beyond the float range
+    ({"age": 50.0}, "records[3]"),  # a row that is not a list
+    ("50.0,a,1.0", "records[3]"),
+    (None, "records[3]"),
 ]
 
 
