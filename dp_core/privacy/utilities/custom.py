@@ -17,16 +17,15 @@ Non-finite values never escape the clip: a non-finite ℓ counts as c, a non-fin
 the zero vector (a non-finite Hessian as zero curvature, which moves only MALA proposals). The
 user never declares a sensitivity, and nothing about non-finite cases reaches a message.
 
-The record pass is a kernel generated from the expression (:mod:`codegen`,
-:mod:`dp_core.engine.custom_kernels`), compiled on first use and cached; :meth:`compile` lets a
-service compile (and time) it before charging.
+The record pass is a kernel generated from the expression (:mod:`codegen` in a time-limited
+child process, :mod:`symbolic`; :mod:`dp_core.engine.custom_kernels`), compiled on first use and
+cached; :meth:`compile` lets a service compile (and time) it before charging.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from dp_core.privacy.utilities.base import (
     sum_form_sensitivity,
 )
 from dp_core.privacy.utilities.expression import check_alias, check_loss
+from dp_core.privacy.utilities.symbolic import kernel_body_within
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["MAX_COLUMNS", "MAX_DIM", "CustomData", "CustomUtility"]
@@ -52,15 +52,6 @@ MAX_DIM = 10
 MAX_COLUMNS = 16
 _ORDER = {"gradient_norm": 2, "loss": 1}
 _GRID_ORDER = {"gradient_norm": 1, "loss": 0}
-
-
-@lru_cache(maxsize=256)
-def _body(loss: str, columns: tuple[str, ...], dim: int, order: int) -> KernelBody:
-    """Parse and differentiate once per (expression, aliases, dim, order) in this process.
-    SymPy is imported here, on first use (about a second): checking the grammar needs none."""
-    from dp_core.privacy.utilities.codegen import kernel_body, parse_loss
-
-    return kernel_body(parse_loss(loss, columns, dim), order)
 
 
 @dataclass(frozen=True)
@@ -157,7 +148,7 @@ class CustomUtility:
 
     def _kernel_body(self, grid: bool) -> KernelBody:
         order = (_GRID_ORDER if grid else _ORDER)[self.form]
-        return _body(self.expression, self.columns, self.dim, order)
+        return kernel_body_within(self.expression, tuple(self.columns), self.dim, order)
 
     def _kind(self, grid: bool) -> str:
         return f"{'grid' if grid else 'shk'}/{self.form}"
