@@ -90,6 +90,7 @@ def run(client: Client) -> None:
         ],
         np.column_stack([income, spend]),
         epsilon=3.0,
+        size_bound=10_000,  # the public bound on the record count: it sizes U and the work
     )
     check_loss(LOSS, ["x", "y"], 2)  # syntax only; the service is the authority
     utility = CustomUtility(
