@@ -75,6 +75,16 @@ def test_fastapi_only_in_the_web_layer(path: Path) -> None:
         assert not {_top(n) for n in _imports(path)} & {"fastapi", "starlette"}, rel
 
 
+@pytest.mark.parametrize("path", _modules("service/api"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_routers_reach_the_store_only_through_actions(path: Path) -> None:
+    """service/api turns HTTP into action calls: storage is the actions' business."""
+    assert not any(n == "service.store" or n.startswith("service.store.") for n in _imports(path))
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):  # `from service import store` names the module as an alias
+        if isinstance(node, ast.ImportFrom) and node.module == "service":
+            assert "store" not in {alias.name for alias in node.names}, path
+
+
 def test_every_module_has_a_docstring() -> None:
     missing = [
         str(p.relative_to(ROOT))

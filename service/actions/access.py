@@ -9,7 +9,9 @@ from service.store.common import MAX_PAGE, decode_cursor
 from service.store.datasets import DatasetRecord, get_dataset, get_grant
 from service.store.keys import KeyRecord
 
-__all__ = ["check_page", "visible_dataset"]
+__all__ = ["MAX_PAGE", "KeyRecord", "check_page", "visible_dataset"]
+"""``MAX_PAGE`` and ``KeyRecord`` are re-exported for the routers, which never import the
+store (tests/test_layout.py)."""
 
 
 def visible_dataset(conn: Connection, key: KeyRecord, dataset_id: str) -> DatasetRecord:

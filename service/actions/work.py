@@ -58,6 +58,7 @@ __all__ = [
     "check_cost",
     "overloaded",
     "replay_or_conflict",
+    "request_digest",
     "start_work",
     "wait_for_answer",
 ]
@@ -265,6 +266,12 @@ def replay_or_conflict(seen: idempotency.IdempotencyRecord, digest: str) -> Outc
     if seen.status_code is not None and seen.response is not None:
         return Outcome(seen.status_code, seen.response)
     return None
+
+
+def request_digest(path: str, body: dict[str, Any]) -> str:
+    """The digest an ``Idempotency-Key`` is bound to: the method, path and decoded body of a
+    work-starting POST (a retry must send the same request)."""
+    return idempotency.request_hash("POST", path, body)
 
 
 def wait_for_answer(ctx: ServiceContext, key: KeyRecord, idem_key: str, timeout: float) -> Outcome:

@@ -12,13 +12,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from service.actions.access import MAX_PAGE, KeyRecord
 from service.actions.outcome import Started
-from service.actions.work import wait_for_answer
+from service.actions.work import request_digest, wait_for_answer
 from service.context import ServiceContext
 from service.errors import PROBLEM_MEDIA_TYPE
-from service.store.common import MAX_PAGE
-from service.store.idempotency import request_hash
-from service.store.keys import KeyRecord
 
 __all__ = ["Cursor", "Limit", "answer", "problems", "run_work"]
 
@@ -81,9 +79,7 @@ async def run_work(
 ) -> JSONResponse:
     """Start work from a validated body and answer with its outcome (or 202). A retry whose
     first request is still running waits for that request's answer."""
-    digest = request_hash(
-        "POST", path, body.model_dump(mode="json", by_alias=True, exclude_none=True)
-    )
+    digest = request_digest(path, body.model_dump(mode="json", by_alias=True, exclude_none=True))
     started = await run_in_threadpool(start, ctx, key, body, idempotency_key, digest)
     if started.replay:
         assert idempotency_key is not None
