@@ -15,10 +15,11 @@ it never waits for the other families (docs/service.md, "Start-up and kernel com
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -41,6 +42,8 @@ from service.store.leases import heartbeat_own, sweep_orphans
 from service.store.ledger import list_budgets
 
 __all__ = ["create_app"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ def _warm_kernels(
         # importing it at the same time shares, so import it here first, the same way.
         from dp_core.privacy.accounting import preload_opacus
 
-        preload_opacus()
+        _once_more_on_error(preload_opacus, "the accounting import")
         logger.info("imported the accounting library in %.1f s", time.perf_counter() - start)
         from dp_core import engine  # imports Numba: kept off the import path of the app
 
@@ -196,7 +199,7 @@ def _warm_kernels(
             _wait_while_busy(pool, stop)
             if stop.is_set():
                 return
-            report = engine.warm_family(name)
+            report = _once_more_on_error(partial(engine.warm_family, name), f"family {name}")
             logger.info(
                 "kernel family %s ready: %d signatures in %.1f s",
                 report.family,
@@ -213,6 +216,21 @@ def _warm_kernels(
     metrics.kernels_ready.set(1)
     readiness.kernels = KernelState.READY
     logger.info("every kernel family compiled in %.1f s", seconds)
+
+
+def _once_more_on_error(step: Callable[[], _T], what: str) -> _T:
+    """Run ``step``; after an error (e.g. an import racing one in a request thread) log it and
+    run it once more, so a transient failure does not leave ``/readyz`` at 503."""
+    try:
+        return step()
+    except Exception as exc:
+        logger.warning(
+            "kernel warm-up: %s failed; trying once more",
+            what,
+            extra={"error_type": type(exc).__name__},
+        )
+        time.sleep(1.0)
+        return step()
 
 
 def _wait_while_busy(pool: JobPool, stop: threading.Event) -> None:

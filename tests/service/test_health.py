@@ -125,6 +125,26 @@ def test_readyz_stays_not_ready_when_warm_up_fails(
         assert _sample(client, "privflow_kernels_ready") == 0.0
 
 
+def test_a_family_that_fails_once_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """A transient error (e.g. an import racing a request's) does not leave /readyz at 503."""
+    calls: list[str] = []
+
+    def flaky_family(name: str) -> SimpleNamespace:
+        calls.append(name)
+        if len(calls) == 1:
+            raise RuntimeError("deadlock detected by _ModuleLock")
+        return SimpleNamespace(family=name, seconds=0.1, signatures=1)
+
+    monkeypatch.setattr(dp_core.engine, "SIGNATURES", {"only": None}, raising=False)
+    monkeypatch.setattr(dp_core.engine, "warm_family", flaky_family, raising=False)
+    with TestClient(create_app(make_settings(warm_on_startup=True))) as client:
+        assert _wait_for(lambda: _sample(client, "privflow_kernels_ready") == 1.0, timeout=120)
+        assert client.get("/readyz").status_code == 200
+    assert calls == ["only", "only"]
+
+
 def test_metrics_count_requests_by_route_template(make_settings: Callable[..., Settings]) -> None:
     app = create_app(make_settings(warm_on_startup=False))
 
