@@ -47,8 +47,8 @@ def markdown_files(root: Path = ROOT) -> list[Path]:
     return sorted(found)
 
 
-def _prose_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) outside fenced code blocks, with inline code spans blanked."""
+def _outside_fences(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of the lines outside fenced code blocks."""
     out: list[tuple[int, str]] = []
     fence: str | None = None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -60,8 +60,16 @@ def _prose_lines(text: str) -> list[tuple[int, str]]:
             if line.strip().startswith(fence):
                 fence = None
             continue
-        out.append((number, INLINE_CODE.sub(lambda m: " " * len(m.group(0)), line)))
+        out.append((number, line))
     return out
+
+
+def _prose_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) outside fenced code blocks, with inline code spans blanked."""
+    return [
+        (number, INLINE_CODE.sub(lambda m: " " * len(m.group(0)), line))
+        for number, line in _outside_fences(text)
+    ]
 
 
 def github_slug(heading: str) -> str:
@@ -76,16 +84,7 @@ def anchors(text: str) -> set[str]:
     """Every anchor a Markdown document defines (duplicate headings get -1, -2, ...)."""
     found: set[str] = set()
     counts: dict[str, int] = {}
-    fence: str | None = None
-    for line in text.splitlines():
-        match = FENCE.match(line)
-        if fence is None and match:
-            fence = match.group(1)[0] * len(match.group(1))
-            continue
-        if fence is not None:
-            if line.strip().startswith(fence):
-                fence = None
-            continue
+    for _, line in _outside_fences(text):
         found.update(HTML_ANCHOR.findall(line))
         heading = HEADING.match(line)
         if heading:
