@@ -28,21 +28,34 @@ from dp_core.errors import InvalidParameter
 __all__ = ["SYMBOLIC_TIMEOUT_S", "kernel_body_within", "serve"]
 
 SYMBOLIC_TIMEOUT_S = 10.0
+STARTUP_TIMEOUT_S = 300.0
+"""How long a new child may take to import SymPy and say it is ready (seconds on a quiet
+machine, far more on a loaded one); not charged to any expression's :data:`SYMBOLIC_TIMEOUT_S`."""
 _CACHE_SIZE = 256
 
+READY = '{"ready": true}'
 _lock = threading.Lock()
 _child: subprocess.Popen[str] | None = None
 _bodies: OrderedDict[tuple[str, tuple[str, ...], int, int], KernelBody] = OrderedDict()
 
 
 def _start() -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    """A new child, once it has imported SymPy and said so (within :data:`STARTUP_TIMEOUT_S`;
+    a child that cannot start is a fault of the service, not of any expression)."""
+    child = subprocess.Popen(
         [sys.executable, "-c", "from dp_core.privacy.utilities.symbolic import serve; serve()"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         bufsize=1,
     )
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], STARTUP_TIMEOUT_S)
+    line = child.stdout.readline() if ready else ""
+    if line.strip() != READY:
+        _stop(child, kill=True)
+        raise RuntimeError(f"the SymPy child did not start within {STARTUP_TIMEOUT_S:g} s")
+    return child
 
 
 def _stop(child: subprocess.Popen[str], kill: bool = False) -> None:
@@ -122,6 +135,8 @@ def serve() -> None:
     """The child: one JSON request per stdin line, one JSON answer per stdout line."""
     from dp_core.privacy.utilities.codegen import kernel_body, parse_loss
 
+    sys.stdout.write(READY + "\n")  # imports done: from here on a request's time is its own
+    sys.stdout.flush()
     for line in sys.stdin:
         request = json.loads(line)
         try:

@@ -29,6 +29,7 @@ from dp_core.privacy.utilities import (
     CustomUtility,
     LinearRegression,
     UtilityPotential,
+    symbolic,
 )
 from dp_core.privacy.utilities.expression import MAX_NODES, check_loss
 from dp_core.privacy.utilities.symbolic import kernel_body_within
@@ -352,11 +353,20 @@ def test_runaway_symbolic_work_is_stopped() -> None:
     loss = "theta[0] - x"
     for _ in range(12):
         loss = f"huber({loss} * theta[1], theta[0])"
+    kernel_body_within("theta[0] - x", ("x",), 1, 1)  # the child is up: time the stage only
     start = time.perf_counter()
     with pytest.raises(InvalidParameter, match="differentiated within"):
         kernel_body_within(loss, ("x",), 2, 2, timeout=1.0)
     assert time.perf_counter() - start < 5.0
     assert kernel_body_within("theta[0] * x", ("x",), 1, 1).lines
+
+
+def test_the_childs_start_is_not_charged_to_an_expression() -> None:
+    """A fresh child imports SymPy (seconds) before it says it is ready; only then does an
+    expression's time limit run, so the first loss after a start is not refused for it."""
+    symbolic._shutdown()
+    body = kernel_body_within("theta[0] * x + 0.5 * theta[0]**2", ("x",), 1, 1, timeout=0.5)
+    assert body.lines
 
 
 def test_compiled_kernels_are_cached_and_time_limited() -> None:
