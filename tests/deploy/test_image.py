@@ -42,6 +42,7 @@ IMAGE_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SECRET_NAME = re.compile(r"KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PGPASS", re.IGNORECASE)
 READY_TIMEOUT_S = 600.0  # a cold checkout compiles every kernel first (~80 s on 2 cores)
 STOP_TIMEOUT_S = 30.0  # compose's stop_grace_period for privflow
+KERNELS_LOADED_TIMEOUT_S = 600.0  # cached kernels load in seconds; a cold cache compiles them
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +324,12 @@ def test_the_image_command_serves_on_postgresql(
         # No dataset id in a label value unless the operator opts in: the sum over datasets.
         assert 'privflow_budget_spent_epsilon{dataset="all"} 0.5' in metrics
         assert dataset["id"] not in metrics
+        # Ready comes before the kernels (they load in the background, from the image's cache
+        # here); the gauge says when they are all in.
+        deadline = time.monotonic() + KERNELS_LOADED_TIMEOUT_S
+        while "privflow_kernels_ready 1.0" not in metrics and time.monotonic() < deadline:
+            time.sleep(1.0)
+            metrics = _request(base, "GET", "/metrics", admin_key)[1]
         assert "privflow_kernels_ready 1.0" in metrics
     finally:
         if server.poll() is None:
