@@ -186,9 +186,12 @@ def test_an_shk_job_waits_with_a_progress_bar_and_yields_its_release(
     assert done.status == "succeeded" and done.finished and done.progress == 1.0
     bar = capsys.readouterr().err
     assert "100%" in bar and "succeeded" in bar and job.id in bar
+    assert done.work is not None and done.work.units > 0  # the public estimate, for the bar
+    assert " est." in bar  # the bar shows the estimate
 
     release = done.release()
     assert isinstance(release, Release) and release.release_id == job.release_id
+    assert release.work == done.work
     assert release.certificate.scope == "mean_field"
     assert release.sampler is not None and release.sampler.particles == 64
     assert 0.0 <= float(release.samples_array[0, 0]) <= 100.0

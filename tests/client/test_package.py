@@ -29,7 +29,8 @@ PUBLIC = [
     "MuonRequest", "NotFound", "Overloaded", "Page", "Paginator", "PrivflowError", "Problem",
     "PureDP", "QuantileUtility", "Release", "ReleaseBudget", "RenyiPoint", "Retrieval",
     "RetryPolicy", "SampleRequest", "SamplerInfo", "SamplerParams", "Spend",
-    "StudentTeacherTask", "TooLarge", "Unauthenticated", "WeightedPoints", "__version__",
+    "StudentTeacherTask", "TooLarge", "Unauthenticated", "WeightedPoints", "WorkEstimate",
+    "__version__",
     "check_loss", "read_csv", "read_schema",
 ]  # fmt: skip
 

@@ -280,6 +280,10 @@ def test_the_progress_bar_draws_changes_only() -> None:
     stream = io.StringIO()
     bar = ProgressBar("job job_1", stream=stream, width=10)
     assert bar.render(0.5, "running") == "[#####.....]  50%  running    job job_1"
+    assert bar.render(0.5, "running", 45.2).endswith("job job_1  ~45 s est.")
+    assert bar.render(0.5, "running", 0.42).endswith("~0.4 s est.")
+    assert bar.render(0.5, "running", 3600.0).endswith("~60 min est.")
+    assert bar.render(0.5, "running", 9000.0).endswith("~2.5 h est.")
     for fraction, status in [
         (0.0, "queued"),
         (0.01, "queued"),

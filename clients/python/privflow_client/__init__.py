@@ -98,6 +98,7 @@ from privflow_client._models import (
     Spend,
     StudentTeacherTask,
     WeightedPoints,
+    WorkEstimate,
 )
 from privflow_client._wire import RetryPolicy
 
@@ -180,6 +181,7 @@ __all__ = [
     "TooLarge",
     "Unauthenticated",
     "WeightedPoints",
+    "WorkEstimate",
     "__version__",
     "check_loss",
     "read_csv",

@@ -105,7 +105,11 @@ class Job(JobInfo):
         try:
             while True:
                 if bar is not None:
-                    bar.update(1.0 if job.status == "succeeded" else job.progress, job.status)
+                    bar.update(
+                        1.0 if job.status == "succeeded" else job.progress,
+                        job.status,
+                        None if job.work is None else job.work.estimated_seconds,
+                    )
                 if job.finished:
                     return job
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -77,6 +77,7 @@ __all__ = [
     "StudentTeacherTask",
     "Utility",
     "WeightedPoints",
+    "WorkEstimate",
 ]
 
 T = TypeVar("T")
@@ -371,6 +372,15 @@ class SamplerInfo(_Response):
     relaxation_step_range: list[float] | None = None
 
 
+class WorkEstimate(_Response):
+    """The service's public estimate of a release's or job's work, made before it ran from
+    public parameters only: ``units`` and ``estimated_seconds`` (units over the service's
+    measured rate; an estimate, shown by the progress bar)."""
+
+    units: int
+    estimated_seconds: float
+
+
 class ReleaseBudget(_Response):
     spent: Spend
     remaining: Spend
@@ -386,6 +396,7 @@ class Release(_Response):
     charged: Spend
     budget: ReleaseBudget | None = None
     sampler: SamplerInfo | None = None
+    work: WorkEstimate | None = None
     created_at: datetime | None = None
 
     @property
@@ -450,6 +461,7 @@ class JobInfo(_Response):
     progress: float = 0.0
     result: dict[str, Any] | None = None
     error: Problem | None = None
+    work: WorkEstimate | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
     release_id: str | None = None

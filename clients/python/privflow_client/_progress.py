@@ -23,21 +23,25 @@ class ProgressBar:
         self._last: tuple[str, int] | None = None
         self._drawn = False
 
-    def render(self, fraction: float, status: str) -> str:
-        """The bar's text for ``fraction`` in [0, 1] (clamped) and a status word."""
+    def render(self, fraction: float, status: str, estimated_seconds: float | None = None) -> str:
+        """The bar's text for ``fraction`` in [0, 1] (clamped) and a status word, with the
+        service's estimate of the whole run (``~45 s est.``) where it gave one."""
         fraction = min(1.0, max(0.0, fraction))
         filled = round(fraction * self.width)
         bar = "#" * filled + "." * (self.width - filled)
-        return f"[{bar}] {fraction * 100:3.0f}%  {status:<9}  {self.label}"
+        text = f"[{bar}] {fraction * 100:3.0f}%  {status:<9}  {self.label}"
+        if estimated_seconds is not None:
+            text += f"  ~{_duration(estimated_seconds)} est."
+        return text
 
-    def update(self, fraction: float, status: str) -> None:
+    def update(self, fraction: float, status: str, estimated_seconds: float | None = None) -> None:
         """Show ``fraction`` done with ``status``; skips redraws that would change nothing."""
         tenth = int(min(1.0, max(0.0, fraction)) * 10)
         key = (status, round(fraction * 1000) if self._tty else tenth)
         if key == self._last:
             return
         self._last = key
-        text = self.render(fraction, status)
+        text = self.render(fraction, status, estimated_seconds)
         if self._tty:
             self.stream.write("\r" + text)
         else:
@@ -50,3 +54,14 @@ class ProgressBar:
         if self._tty and self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """``0.4 s``, ``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
