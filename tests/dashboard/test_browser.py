@@ -456,3 +456,56 @@ def test_one_charge_draws_a_step_and_the_certificate_reads_well(open_tab: Any, l
         raw = page.text_content("#certificate-dialog pre.raw") or ""
         assert "0.09999999999999999" not in raw and '"epsilon": 0.1' in raw
         assert tab.errors == []
+
+
+CUSTOM_LOSS = "0.5 * (theta[0] - x)**2"
+
+
+def test_a_custom_utility_shows_its_expression_and_clip(open_tab: Any, live: Live) -> None:
+    """Issue 19: the ledger row and the certificate dialog of a custom-utility release show the
+    analyst's expression, its clip and its form (the sensitivity follows from the clip)."""
+    admin = auth(ADMIN_KEY)
+    with httpx.Client(base_url=live.url, timeout=120) as http:
+        key = http.post("/v1/keys", json={"name": "dora", "role": "analyst"}, headers=admin)
+        dataset = http.post(
+            "/v1/datasets",
+            json={
+                "name": "custom-entry",
+                "columns": [{"name": "age", "type": "float", "lower": 0, "upper": 100}],
+                "records": [[float(i % 100)] for i in range(50)],
+                "budget": {"epsilon": 2.0},
+            },
+            headers=admin,
+        ).json()
+        granted = http.post(
+            f"/v1/datasets/{dataset['id']}/grants", json={"key_id": key.json()["id"]}, headers=admin
+        )
+        assert granted.status_code == 201, granted.text
+        utility = {
+            "family": "custom",
+            "loss": CUSTOM_LOSS,
+            "columns": {"x": "age"},
+            "domain": {"box": [[0, 100]]},
+            "clip": 7.5,
+        }
+        release = http.post(
+            f"/v1/datasets/{dataset['id']}/samples",
+            json={"utility": utility, "epsilon": 0.5, "method": "exact"},
+            headers=auth(key.json()["key"]),
+        )
+        assert release.status_code == 201, release.text
+    release_id = release.json()["release_id"]
+    tab = open_tab(width=1280, height=900)
+    page = tab.page
+    _sign_in(tab, key.json()["key"])
+    page.wait_for_selector(f'#ledger button[data-release-id="{release_id}"]')
+    row = page.locator("#ledger tbody tr", has=page.locator(f'[data-release-id="{release_id}"]'))
+    text = row.inner_text()
+    assert CUSTOM_LOSS in text and "clip=7.5" in text and "gradient_norm" in text, text
+    page.locator(f'#ledger button[data-release-id="{release_id}"]').click()
+    page.wait_for_selector("#certificate-dialog[open]")
+    dialog = "#certificate-dialog"
+    assert page.inner_text(f'{dialog} [data-field="utility.loss"]') == CUSTOM_LOSS
+    assert page.inner_text(f'{dialog} [data-field="utility.clip"]') == "7.5"
+    assert page.inner_text(f'{dialog} [data-field="utility.form"]') == "gradient_norm"
+    assert tab.errors == []
