@@ -105,7 +105,9 @@ def test_a_client_that_gives_up_still_gets_its_release_on_retry(
         grant(client, ds["id"], key_id)
         path = f"/v1/datasets/{ds['id']}/samples"
         headers = {**analyst, "Idempotency-Key": "gave-up-1"}
-        slow = {"utility": QUANTILE, "epsilon": 0.5, "sampler": {"particles": 1000}}  # seconds
+        # seconds, not a quarter of one: 8000 particles took 4.3 s on an idle 2-core machine
+        # (1000 took 0.2-0.4 s once releases got faster, and the first request could finish)
+        slow = {"utility": QUANTILE, "epsilon": 0.5, "sampler": {"particles": 8000}}
 
         with pytest.raises(httpx.ReadTimeout):
             client.post(path, json=slow, headers=headers, timeout=0.25)
