@@ -365,19 +365,15 @@ PATH_POINTS_JS = """d => {
 }"""
 
 
-def _one_release_analyst(live: Live) -> tuple[str, str, str]:
-    """A new analyst with exactly one release on a new dataset: (key, dataset id, release id).
-
-    The release is 0.7 split over 7 samples, so its per-sample ε is 0.09999999999999999 in
-    the API (float division), the value the page must not print as is.
-    """
+def _analyst_on_a_new_dataset(live: Live, name: str, dataset_name: str) -> tuple[str, str]:
+    """A new analyst key granted a new 50-record ``age`` dataset: (key, dataset id)."""
     admin = auth(ADMIN_KEY)
     with httpx.Client(base_url=live.url, timeout=60) as http:
-        key = http.post("/v1/keys", json={"name": "carol", "role": "analyst"}, headers=admin)
+        key = http.post("/v1/keys", json={"name": name, "role": "analyst"}, headers=admin)
         dataset = http.post(
             "/v1/datasets",
             json={
-                "name": "one-entry",
+                "name": dataset_name,
                 "columns": [{"name": "age", "type": "float", "lower": 0, "upper": 100}],
                 "records": [[float(i % 100)] for i in range(50)],
                 "budget": {"epsilon": 2.0, "delta": 1e-6},
@@ -389,6 +385,17 @@ def _one_release_analyst(live: Live) -> tuple[str, str, str]:
             f"/v1/datasets/{dataset_id}/grants", json={"key_id": key.json()["id"]}, headers=admin
         )
         assert grant.status_code == 201, grant.text
+    return key.json()["key"], dataset_id
+
+
+def _one_release_analyst(live: Live) -> tuple[str, str, str]:
+    """A new analyst with exactly one release on a new dataset: (key, dataset id, release id).
+
+    The release is 0.7 split over 7 samples, so its per-sample ε is 0.09999999999999999 in
+    the API (float division), the value the page must not print as is.
+    """
+    key, dataset_id = _analyst_on_a_new_dataset(live, "carol", "one-entry")
+    with httpx.Client(base_url=live.url, timeout=60) as http:
         release = http.post(
             f"/v1/datasets/{dataset_id}/samples",
             json={
@@ -398,12 +405,12 @@ def _one_release_analyst(live: Live) -> tuple[str, str, str]:
                 "n_samples": 7,
                 "method": "exact",
             },
-            headers=auth(key.json()["key"]),
+            headers=auth(key),
         )
         assert release.status_code == 201, release.text
     per_sample = release.json()["certificate"]["per_sample"]["pure_dp"]["epsilon"]
     assert repr(per_sample) == "0.09999999999999999"  # the float noise this test is about
-    return key.json()["key"], dataset_id, release.json()["release_id"]
+    return key, dataset_id, release.json()["release_id"]
 
 
 def test_the_sign_in_hint_does_not_promise_a_pf_prefix(open_tab: Any, live: Live) -> None:
@@ -464,23 +471,8 @@ CUSTOM_LOSS = "0.5 * (theta[0] - x)**2"
 def test_a_custom_utility_shows_its_expression_and_clip(open_tab: Any, live: Live) -> None:
     """Issue 19: the ledger row and the certificate dialog of a custom-utility release show the
     analyst's expression, its clip and its form (the sensitivity follows from the clip)."""
-    admin = auth(ADMIN_KEY)
+    key, dataset_id = _analyst_on_a_new_dataset(live, "dora", "custom-entry")
     with httpx.Client(base_url=live.url, timeout=120) as http:
-        key = http.post("/v1/keys", json={"name": "dora", "role": "analyst"}, headers=admin)
-        dataset = http.post(
-            "/v1/datasets",
-            json={
-                "name": "custom-entry",
-                "columns": [{"name": "age", "type": "float", "lower": 0, "upper": 100}],
-                "records": [[float(i % 100)] for i in range(50)],
-                "budget": {"epsilon": 2.0},
-            },
-            headers=admin,
-        ).json()
-        granted = http.post(
-            f"/v1/datasets/{dataset['id']}/grants", json={"key_id": key.json()["id"]}, headers=admin
-        )
-        assert granted.status_code == 201, granted.text
         utility = {
             "family": "custom",
             "loss": CUSTOM_LOSS,
@@ -489,15 +481,15 @@ def test_a_custom_utility_shows_its_expression_and_clip(open_tab: Any, live: Liv
             "clip": 7.5,
         }
         release = http.post(
-            f"/v1/datasets/{dataset['id']}/samples",
+            f"/v1/datasets/{dataset_id}/samples",
             json={"utility": utility, "epsilon": 0.5, "method": "exact"},
-            headers=auth(key.json()["key"]),
+            headers=auth(key),
         )
         assert release.status_code == 201, release.text
     release_id = release.json()["release_id"]
     tab = open_tab(width=1280, height=900)
     page = tab.page
-    _sign_in(tab, key.json()["key"])
+    _sign_in(tab, key)
     page.wait_for_selector(f'#ledger button[data-release-id="{release_id}"]')
     row = page.locator("#ledger tbody tr", has=page.locator(f'[data-release-id="{release_id}"]'))
     text = row.inner_text()

@@ -6,6 +6,7 @@ bootstrap admin key and kernel warm-up off (kernels compile on first use instead
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from service.app import create_app
 from service.settings import Settings
 
 ADMIN_KEY = "pf_test_admin_key_0123456789abcdef"
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def auth(key: str) -> dict[str, str]:
@@ -83,3 +85,29 @@ def grant(client: TestClient, dataset_id: str, key_id: str, **caps: float | None
         headers=auth(ADMIN_KEY),
     )
     assert response.status_code == 201, response.text
+
+
+def ledger(client: TestClient, dataset_id: str) -> list[dict[str, Any]]:
+    """A dataset's ledger entries as the admin reads them (first page)."""
+    page = client.get(f"/v1/datasets/{dataset_id}/ledger", headers=auth(ADMIN_KEY))
+    assert page.status_code == 200, page.text
+    return page.json()["items"]
+
+
+def wait_job(
+    client: TestClient,
+    job_id: str,
+    headers: dict[str, str],
+    until: Callable[[dict[str, Any]], bool] = lambda job: job["status"] in TERMINAL,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """Poll ``GET /v1/jobs/{id}`` until ``until(job)`` (default: a terminal status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/v1/jobs/{job_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, f"job never reached the state: {job}"
+        time.sleep(0.05)

@@ -11,14 +11,21 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import ADMIN_KEY, auth, create_analyst, create_dataset, grant
+from tests.service.conftest import (
+    ADMIN_KEY,
+    auth,
+    create_analyst,
+    create_dataset,
+    grant,
+    ledger,
+    wait_job,
+)
 
 QUANTILE = {"family": "quantile", "column": "age", "q": 0.5}
 EXACT = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
 SMALL_SHK = {"utility": QUANTILE, "epsilon": 1.0, "sampler": {"particles": 64}}
 # A release that runs for many seconds unless cancelled (the cancel flag is polled every 0.5 s).
 LONG_SHK = {"utility": QUANTILE, "epsilon": 0.05, "sampler": {"particles": 20000}, "async": True}
-TERMINAL = ("succeeded", "failed", "cancelled")
 WAIT_S = 120.0
 
 
@@ -46,29 +53,6 @@ def _budget(client: TestClient, dataset_id: str) -> dict[str, Any]:
     return client.get(f"/v1/datasets/{dataset_id}", headers=auth(ADMIN_KEY)).json()["budget"]
 
 
-def _ledger(client: TestClient, dataset_id: str) -> list[dict[str, Any]]:
-    page = client.get(f"/v1/datasets/{dataset_id}/ledger", headers=auth(ADMIN_KEY))
-    assert page.status_code == 200
-    return page.json()["items"]
-
-
-def _wait_job(
-    client: TestClient,
-    job_id: str,
-    headers: dict[str, str],
-    until: Callable[[dict[str, Any]], bool] = lambda job: job["status"] in TERMINAL,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        response = client.get(f"/v1/jobs/{job_id}", headers=headers)
-        assert response.status_code == 200, response.text
-        job = response.json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"job never reached the state: {job}"
-        time.sleep(0.05)
-
-
 # --------------------------------------------------------------------------- idempotency
 
 
@@ -89,7 +73,7 @@ def test_same_key_and_body_replays_the_first_response(
         assert third.status_code == 201 and third.json() == first.json()
         assert _budget(client, dataset["id"])["spent"]["epsilon"] == spent
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(1.5)
-    assert len(_ledger(client, dataset["id"])) == 2
+    assert len(ledger(client, dataset["id"])) == 2
     # Without a key, the same body is a new release.
     again = _post(client, dataset["id"], EXACT, admin)
     assert again.status_code == 201
@@ -115,7 +99,7 @@ def test_same_key_with_another_body_is_idempotency_conflict(
         assert problem["type"] == "/errors/idempotency_conflict"
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.5)
     assert _budget(client, other["id"])["spent"]["epsilon"] == 0.0
-    assert len(_ledger(client, dataset["id"])) == 1
+    assert len(ledger(client, dataset["id"])) == 1
     # The original request still replays.
     assert _post(client, dataset["id"], EXACT, admin, "k1").json() == first.json()
 
@@ -150,7 +134,7 @@ def test_a_refusal_is_replayed_as_409(client: TestClient, admin: dict[str, str])
     _problem(replay, 409, "budget_exceeded")
     assert replay.json() == refused.json()
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.5)
-    assert len(_ledger(client, dataset["id"])) == 1
+    assert len(ledger(client, dataset["id"])) == 1
     # A new key is a new request, and it now fits.
     assert _post(client, dataset["id"], EXACT, analyst, "fresh").status_code == 201
 
@@ -162,8 +146,8 @@ def test_async_request_replays_the_same_job(client: TestClient, admin: dict[str,
     assert first.status_code == 202, first.text
     second = _post(client, dataset["id"], body, admin, "job-key")
     assert second.status_code == 202 and second.json() == first.json()
-    _wait_job(client, first.json()["job_id"], admin)
-    assert len(_ledger(client, dataset["id"])) == 1
+    wait_job(client, first.json()["job_id"], admin)
+    assert len(ledger(client, dataset["id"])) == 1
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.5)
 
 
@@ -184,7 +168,7 @@ def test_async_release_runs_as_a_job(client: TestClient, admin: dict[str, str]) 
     # Charged before it runs (or at once): the budget already counts it.
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(2.0)
 
-    job = _wait_job(client, job_id, analyst)
+    job = wait_job(client, job_id, analyst)
     assert job["id"] == job_id
     assert job["status"] == "succeeded", job
     assert job["progress"] == 1.0
@@ -202,7 +186,7 @@ def test_async_release_runs_as_a_job(client: TestClient, admin: dict[str, str]) 
     stored = client.get(f"/v1/releases/{release_id}", headers=analyst).json()
     assert stored["samples"] == result["samples"]
     assert stored["certificate"] == result["certificate"]
-    entry = next(e for e in _ledger(client, dataset["id"]) if e["release_id"] == release_id)
+    entry = next(e for e in ledger(client, dataset["id"]) if e["release_id"] == release_id)
     assert entry["status"] == "succeeded"
     # Admins see every job.
     assert client.get(f"/v1/jobs/{job_id}", headers=admin).json()["status"] == "succeeded"
@@ -215,7 +199,7 @@ def test_jobs_of_another_key_are_404(client: TestClient, admin: dict[str, str]) 
     grant(client, dataset["id"], a_id)
     grant(client, dataset["id"], b_id)
     job_id = _post(client, dataset["id"], {**EXACT, "async": True}, alice).json()["job_id"]
-    job = _wait_job(client, job_id, alice)
+    job = wait_job(client, job_id, alice)
     assert job["status"] == "succeeded"
     _problem(client.get(f"/v1/jobs/{job_id}", headers=bob), 404, "not_found")
     _problem(client.delete(f"/v1/jobs/{job_id}", headers=bob), 404, "not_found")
@@ -241,11 +225,11 @@ def two_slots(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
         yield client
 
 
-def _cancel_and_wait(client: TestClient, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+def _cancel_andwait_job(client: TestClient, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
     response = client.delete(f"/v1/jobs/{job_id}", headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["id"] == job_id
-    return _wait_job(client, job_id, headers)
+    return wait_job(client, job_id, headers)
 
 
 def test_cancel_a_running_job(client: TestClient, admin: dict[str, str]) -> None:
@@ -256,15 +240,15 @@ def test_cancel_a_running_job(client: TestClient, admin: dict[str, str]) -> None
     assert accepted.status_code == 202, accepted.text
     job_id, release_id = accepted.json()["job_id"], accepted.json()["release_id"]
     try:
-        running = _wait_job(client, job_id, analyst, lambda j: j["status"] != "queued")
+        running = wait_job(client, job_id, analyst, lambda j: j["status"] != "queued")
         assert running["status"] == "running", running
         assert 0.0 <= running["progress"] < 1.0
     finally:
-        job = _cancel_and_wait(client, job_id, analyst)
+        job = _cancel_andwait_job(client, job_id, analyst)
     assert job["status"] == "cancelled", job
     assert job.get("result") is None
     assert job["finished_at"] is not None
-    [entry] = _ledger(client, dataset["id"])
+    [entry] = ledger(client, dataset["id"])
     assert entry["release_id"] == release_id
     assert entry["status"] == "cancelled"
     # The charge stands (fail closed) and no samples were stored.
@@ -280,7 +264,7 @@ def test_cancel_a_queued_job(two_slots: TestClient, admin: dict[str, str]) -> No
     dataset = create_dataset(client, n=30)
     running_id = _post(client, dataset["id"], LONG_SHK, admin).json()["job_id"]
     try:
-        _wait_job(client, running_id, admin, lambda j: j["status"] != "queued")
+        wait_job(client, running_id, admin, lambda j: j["status"] != "queued")
         queued = _post(client, dataset["id"], {**EXACT, "async": True}, admin)
         assert queued.status_code == 202, queued.text
         queued_id = queued.json()["job_id"]
@@ -288,13 +272,13 @@ def test_cancel_a_queued_job(two_slots: TestClient, admin: dict[str, str]) -> No
         cancelled = client.delete(f"/v1/jobs/{queued_id}", headers=admin)
         assert cancelled.json()["status"] == "cancelled"  # at once: it never started
     finally:
-        assert _cancel_and_wait(client, running_id, admin)["status"] == "cancelled"
-    assert _wait_job(client, queued_id, admin)["status"] == "cancelled"
+        assert _cancel_andwait_job(client, running_id, admin)["status"] == "cancelled"
+    assert wait_job(client, queued_id, admin)["status"] == "cancelled"
     deadline = time.monotonic() + WAIT_S
-    while any(e["status"] == "running" for e in _ledger(client, dataset["id"])):
+    while any(e["status"] == "running" for e in ledger(client, dataset["id"])):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    entries = _ledger(client, dataset["id"])
+    entries = ledger(client, dataset["id"])
     assert [e["status"] for e in entries] == ["cancelled", "cancelled"]
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.55)
 
@@ -319,11 +303,11 @@ def test_full_queue_is_429_and_charges_nothing(one_slot: TestClient, admin: dict
             retry_after = response.headers.get("retry-after")
             assert retry_after is not None and retry_after.isdigit() and int(retry_after) >= 1
         assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.05)
-        assert len(_ledger(client, dataset["id"])) == 1
+        assert len(ledger(client, dataset["id"])) == 1
         metrics = client.get("/metrics", headers=admin).text
         assert 'privflow_refusals_total{code="overloaded"} 3.0' in metrics
     finally:
-        assert _cancel_and_wait(client, job_id, admin)["status"] == "cancelled"
+        assert _cancel_andwait_job(client, job_id, admin)["status"] == "cancelled"
     # The slot is free again: the same request now runs, and the refused key was not used up.
     deadline = time.monotonic() + WAIT_S
     while True:

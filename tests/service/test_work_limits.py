@@ -19,14 +19,21 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.cost import SUMMARY_RECORDS
 from service.settings import Settings
-from tests.service.conftest import ADMIN_KEY, auth, create_analyst, create_dataset, grant
+from tests.service.conftest import (
+    ADMIN_KEY,
+    auth,
+    create_analyst,
+    create_dataset,
+    grant,
+    ledger,
+    wait_job,
+)
 
 QUANTILE = {"family": "quantile", "column": "age", "q": 0.5}
 EXACT = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
 SMALL_SHK = {"utility": QUANTILE, "epsilon": 1.0, "sampler": {"particles": 64}}
 # A release that runs for many seconds unless stopped (each of its steps polls for cancellation).
 LONG_SHK = {"utility": QUANTILE, "epsilon": 0.05, "sampler": {"particles": 20000}, "async": True}
-TERMINAL = ("succeeded", "failed", "cancelled")
 WAIT_S = 300.0
 
 
@@ -58,30 +65,9 @@ def _budget(client: TestClient, dataset_id: str) -> dict[str, Any]:
     return client.get(f"/v1/datasets/{dataset_id}", headers=auth(ADMIN_KEY)).json()["budget"]
 
 
-def _ledger(client: TestClient, dataset_id: str) -> list[dict[str, Any]]:
-    page = client.get(f"/v1/datasets/{dataset_id}/ledger", headers=auth(ADMIN_KEY))
-    assert page.status_code == 200, page.text
-    return page.json()["items"]
-
-
-def _wait_job(
-    client: TestClient,
-    job_id: str,
-    headers: dict[str, str],
-    until: Callable[[dict[str, Any]], bool] = lambda job: job["status"] in TERMINAL,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"job never reached the state: {job}"
-        time.sleep(0.05)
-
-
 def _stop(client: TestClient, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
     client.delete(f"/v1/jobs/{job_id}", headers=headers)
-    return _wait_job(client, job_id, headers)
+    return wait_job(client, job_id, headers)
 
 
 @pytest.fixture
@@ -124,7 +110,7 @@ def test_release_answers_carry_the_public_work_estimate(
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["job_id"]
     assert client.get(f"/v1/jobs/{job_id}", headers=admin).json()["work"] == work
-    job = _wait_job(client, job_id, admin)
+    job = wait_job(client, job_id, admin)
     assert job["status"] == "succeeded" and job["work"] == work and job["result"]["work"] == work
 
 
@@ -184,7 +170,7 @@ def test_release_over_the_maximum_is_413_and_charges_nothing(
         fields = [error["field"] for error in problem["errors"]]
         assert "sampler.particles" in fields and "sampler.relaxation_moves" in fields
         assert "particles (4000)" in problem["errors"][0]["message"]
-    assert _ledger(client, dataset["id"]) == []
+    assert ledger(client, dataset["id"]) == []
     assert _budget(client, dataset["id"]) == before
     text = client.get("/metrics", headers=admin).text
     assert 'privflow_refusals_total{code="too_expensive"} 2.0' in text
@@ -232,10 +218,10 @@ def test_deadline_fails_a_release_and_keeps_its_charge(
     accepted = _release(client, dataset["id"], LONG_SHK, analyst)
     assert accepted.status_code == 202, accepted.text
     job_id, release_id = accepted.json()["job_id"], accepted.json()["release_id"]
-    job = _wait_job(client, job_id, analyst)
+    job = wait_job(client, job_id, analyst)
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "deadline" and job.get("result") is None
-    [entry] = _ledger(client, dataset["id"])
+    [entry] = ledger(client, dataset["id"])
     assert entry["release_id"] == release_id and entry["status"] == "failed"
     assert entry["charged"]["epsilon"] == 0.05  # fail closed: the charge stands
     assert _budget(client, dataset["id"])["spent"]["epsilon"] == pytest.approx(0.05)
@@ -273,14 +259,14 @@ def test_one_key_cannot_hold_more_than_its_share(
         # The share spans both lanes, and the refused release charged nothing.
         refused = _release(client, dataset["id"], {**EXACT, "async": True}, alice)
         _problem(refused, 429, "overloaded")
-        assert _ledger(client, dataset["id"]) == []
+        assert ledger(client, dataset["id"]) == []
         # Another key still gets through, in either lane.
         assert _release(client, dataset["id"], EXACT, bob).status_code == 201
         queued = client.post("/v1/flows/mmd", json=_flow(10, **{"async": True}), headers=bob)
         assert queued.status_code == 202, queued.text
     finally:
         assert _stop(client, job_id, alice)["status"] == "cancelled"
-    assert _wait_job(client, queued.json()["job_id"], bob)["status"] == "succeeded"
+    assert wait_job(client, queued.json()["job_id"], bob)["status"] == "succeeded"
     # The slot is given back when the job ends (just after its row says so).
     deadline = time.monotonic() + WAIT_S
     while (again := _release(client, dataset["id"], EXACT, alice)).status_code == 429:
@@ -304,7 +290,7 @@ def test_a_long_flow_does_not_hold_up_a_release(
     assert flow.status_code == 202, flow.text
     flow_id = flow.json()["job_id"]
     try:
-        _wait_job(client, flow_id, admin, lambda job: job["status"] != "queued")
+        wait_job(client, flow_id, admin, lambda job: job["status"] != "queued")
         answer: dict[str, Any] = {}
         thread = threading.Thread(
             target=lambda: answer.update(
