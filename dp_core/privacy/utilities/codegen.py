@@ -29,7 +29,7 @@ from dp_core.engine.custom_kernels import KernelBody
 from dp_core.errors import InvalidParameter
 from dp_core.privacy.utilities.expression import FIELD, build, parse_tree
 
-__all__ = ["LossExpression", "kernel_body", "parse_loss", "sigmoid", "softplus"]
+__all__ = ["LossExpression", "derivatives", "kernel_body", "parse_loss", "sigmoid", "softplus"]
 
 
 class sigmoid(sp.Function):  # noqa: N801 (the grammar's spelling)
@@ -210,7 +210,7 @@ def _drop_delta(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
 
 
-def _derivatives(loss: LossExpression, order: int) -> list[sp.Expr]:
+def derivatives(loss: LossExpression, order: int) -> list[sp.Expr]:
     """[ℓ] + [∂ℓ/∂θ_a] (order >= 1) + [∂²ℓ/∂θ_a∂θ_b, a <= b] (order 2)."""
     outputs = [loss.expr]
     if order >= 1:
@@ -237,7 +237,7 @@ def _names(dim: int, order: int) -> list[str]:
 
 def kernel_body(loss: LossExpression, order: int) -> KernelBody:
     """The kernel body computing ℓ and its derivatives up to ``order`` (0, 1 or 2)."""
-    outputs = _derivatives(loss, order)
+    outputs = derivatives(loss, order)
     replacements, reduced = sp.cse(outputs, symbols=sp.numbered_symbols("_c"), order="none")
     printer = _KernelPrinter()
     lines = [f"{sym} = {printer.doprint(value)}" for sym, value in replacements]

@@ -25,7 +25,7 @@ cached; :meth:`compile` lets a service compile (and time) it before charging.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,12 @@ from dp_core.privacy.utilities.base import (
     sum_form_sensitivity,
 )
 from dp_core.privacy.utilities.expression import check_alias, check_loss
-from dp_core.privacy.utilities.symbolic import kernel_body_within
+from dp_core.privacy.utilities.symbolic import (
+    SummaryProof,
+    SummarySetting,
+    kernel_body_within,
+    summary_proof_within,
+)
 from dp_core.types import Domain, FloatArray
 
 __all__ = ["MAX_COLUMNS", "MAX_DIM", "CustomData", "CustomUtility"]
@@ -55,10 +60,25 @@ _GRID_ORDER = {"gradient_norm": 1, "loss": 0}
 
 
 @dataclass(frozen=True)
+class QuadraticSummary:
+    """The record sums of a loss quadratic in θ whose clip never binds (:mod:`quadratic`), at
+    the anchor θ₀ (private): gradient form A₀ = Σ g(θ₀) and J = Σ H, anchored at θ₀ = 0 (so
+    A(θ) = Jθ + A₀); loss form L₀ = Σ ℓ(θ₀), ∇L₀ and Q = Σ ∇²ℓ (``curvature``), anchored at
+    Θ's centre, where they were measured."""
+
+    anchor: FloatArray
+    value: FloatArray
+    slope: FloatArray
+    curvature: FloatArray | None = None
+
+
+@dataclass(frozen=True)
 class CustomData:
-    """The clipped records transposed, (m, n) (private)."""
+    """The clipped records transposed, (m, n), and their summary where one is proved sound
+    (private)."""
 
     records_t: FloatArray
+    summary: QuadraticSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -142,9 +162,32 @@ class CustomUtility:
         return float(self.clip)
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
+        """By construction from the clip (module docstring). Where the loss is proved quadratic
+        with an idle clip, the proof's bounds give the slope bound (it enters no certificate):
+        n_max·sup‖∇²ℓ‖ in the gradient form, n_max·sup|∇ℓ| in the loss form."""
+        proof = self.summary_proof()
         if self.form == "loss":
-            return sum_form_sensitivity(self.clip, self.clip, neighbouring, n_max)
-        return gradient_norm_sensitivity(self.clip, neighbouring, n_max)
+            sensitivity = sum_form_sensitivity(self.clip, self.clip, neighbouring, n_max)
+            if proof is None:
+                return sensitivity
+            return replace(sensitivity, slope_bound=n_max * proof.gradient_bound)
+        lipschitz = None if proof is None else proof.curvature_bound
+        return gradient_norm_sensitivity(
+            self.clip, neighbouring, n_max, gradient_lipschitz=lipschitz
+        )
+
+    def summary_proof(self) -> SummaryProof | None:
+        """Whether the record pass reduces to a summary (:mod:`quadratic`): decided from the
+        public parameters alone, cached per process; None keeps the record pass."""
+        setting = SummarySetting(
+            self.form,
+            float(self.clip),
+            tuple(zip(self.column_lower, self.column_upper, strict=True)),
+            self.box,
+            self.ball_center,
+            self.ball_radius,
+        )
+        return summary_proof_within(self.expression, tuple(self.columns), self.dim, setting)
 
     def _kernel_body(self, grid: bool) -> KernelBody:
         order = (_GRID_ORDER if grid else _ORDER)[self.form]
@@ -158,7 +201,10 @@ class CustomUtility:
         None when it was cached. Refusals name ``utility.loss``."""
         grid = method == "exact"
         kwargs = {} if timeout is None else {"timeout": timeout}
-        return compile_kernel(self._kind(grid), self._kernel_body(grid), **kwargs).compile_seconds
+        compiled = compile_kernel(self._kind(grid), self._kernel_body(grid), **kwargs)
+        if not grid:
+            self.summary_proof()  # decided (and cached) before anything is charged
+        return compiled.compile_seconds
 
     def _kernel(self, grid: bool) -> Any:
         return compile_kernel(self._kind(grid), self._kernel_body(grid)).kernel
@@ -170,15 +216,46 @@ class CustomUtility:
         return clip_columns(records, lo, hi, "records")
 
     def prepare(self, records: Any) -> CustomData:
-        return CustomData(np.ascontiguousarray(self.clip_records(records).T))
+        """The clipped records and, where :meth:`summary_proof` holds, their summary: one record
+        pass at the anchor (gradient form) or at the anchor and d points beside it inside Θ
+        (loss form), with the clip off since it is proved idle."""
+        data = CustomData(np.ascontiguousarray(self.clip_records(records).T))
+        if self.summary_proof() is None:
+            return data
+        anchor = np.asarray(
+            self.ball_center if self.box is None else [(lo + hi) / 2 for lo, hi in self.box]
+        )
+        if self.form == "gradient_norm":
+            a0, jac = self._record_pass(data, anchor[None, :], math.inf)
+            intercept = a0[0] - jac[0] @ anchor  # Σ g(0, x): A(θ) = Jθ + intercept
+            return replace(data, summary=QuadraticSummary(np.zeros_like(anchor), intercept, jac[0]))
+        half = self.ball_radius / 2 if self.box is None else np.diff(self.box, axis=1)[:, 0] / 4
+        steps = np.diag(np.broadcast_to(half, anchor.shape))
+        value, grad = self._record_pass(data, np.vstack([anchor, anchor + steps]), math.inf)
+        hessian = (grad[1:] - grad[0]).T / np.diag(steps)[None, :]
+        summary = QuadraticSummary(anchor, value[:1], grad[0], (hessian + hessian.T) / 2)
+        return replace(data, summary=summary)
 
     def loss_terms(self, prepared: CustomData, points: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """The kernel's raw sums at N points: (A (N, d), J (N, d, d)) in the gradient form,
-        (L (N,), ∇L (N, d)) in the loss form."""
+        """The raw sums at N points: (A (N, d), J (N, d, d)) in the gradient form, (L (N,),
+        ∇L (N, d)) in the loss form; from the summary where there is one."""
         pts = np.ascontiguousarray(points, dtype=np.float64)
+        summary = prepared.summary
+        if summary is None:
+            return self._record_pass(prepared, pts, float(self.clip))
+        delta = pts - summary.anchor
+        if summary.curvature is None:
+            sums = summary.value + delta @ summary.slope.T
+            return sums, np.broadcast_to(summary.slope, (pts.shape[0], *summary.slope.shape))
+        moved = delta @ summary.curvature
+        value = summary.value[0] + delta @ summary.slope + 0.5 * np.einsum("ia,ia->i", moved, delta)
+        return value, summary.slope + moved
+
+    def _record_pass(
+        self, prepared: CustomData, pts: FloatArray, clip: float
+    ) -> tuple[FloatArray, FloatArray]:
         n_points, d = pts.shape
         kernel = self._kernel(grid=False)
-        clip = float(self.clip)
         if self.form == "gradient_norm":
             sums = np.empty((n_points, d))
             jac = np.empty((n_points, d, d))
@@ -191,6 +268,10 @@ class CustomUtility:
 
     def loss(self, prepared: CustomData, points: FloatArray) -> tuple[FloatArray, FloatArray]:
         """L = -u and ∇L at N points (gradient form: |A| and JᵀA/|A|)."""
+        summary = prepared.summary
+        if summary is not None and summary.curvature is None:  # anchored at 0, one J: no einsum
+            sums = points @ summary.slope.T + summary.value
+            return gradient_norm_loss(sums, sums @ summary.slope)
         first, second = self.loss_terms(prepared, points)
         if self.form == "gradient_norm":
             return gradient_norm_loss(first, np.einsum("iab,ia->ib", second, first))

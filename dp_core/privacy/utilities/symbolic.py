@@ -6,8 +6,9 @@ stopped, so the stage runs in one persistent child interpreter (:func:`serve`: S
 once there, nothing forked) speaking one JSON line per request; a stage past
 :data:`SYMBOLIC_TIMEOUT_S` kills the child (a new one starts on the next use) and is refused as
 422 naming ``utility.loss``, before any charge. Only strings cross the process boundary: the
-loss text in, the kernel body's lines out. Bodies are cached here (LRU) so a repeated expression
-never reaches the child again.
+loss text in, the kernel body's lines out (or, for :func:`summary_proof_within`, the public
+setting in and :class:`SummaryProof`'s two numbers out). Bodies and proofs are cached here (LRU)
+so a repeated expression never reaches the child again.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from dp_core.engine.custom_kernels import KernelBody
 from dp_core.errors import InvalidParameter
 
-__all__ = ["SYMBOLIC_TIMEOUT_S", "kernel_body_within", "serve"]
+__all__ = [
+    "SYMBOLIC_TIMEOUT_S",
+    "SummaryProof",
+    "SummarySetting",
+    "kernel_body_within",
+    "serve",
+    "summary_proof_within",
+]
 
 SYMBOLIC_TIMEOUT_S = 10.0
 STARTUP_TIMEOUT_S = 300.0
@@ -33,10 +42,35 @@ STARTUP_TIMEOUT_S = 300.0
 machine, far more on a loaded one); not charged to any expression's :data:`SYMBOLIC_TIMEOUT_S`."""
 _CACHE_SIZE = 256
 
+
+@dataclass(frozen=True)
+class SummaryProof:
+    """What :func:`quadratic.prove` found: the loss is quadratic in θ and its clip never binds.
+    ``gradient_bound`` >= sup |∇_θ ℓ| and ``curvature_bound`` >= sup ‖∇²_θ ℓ‖_F over Θ × the
+    columns' box, per record."""
+
+    gradient_bound: float
+    curvature_bound: float
+
+
+@dataclass(frozen=True)
+class SummarySetting:
+    """The public facts :func:`quadratic.prove` needs beside the loss: the form and its clip,
+    the columns' box, and Θ: a ``box`` or the ball (``ball_center``, ``ball_radius``)."""
+
+    form: str
+    clip: float
+    column_box: tuple[tuple[float, float], ...]
+    box: tuple[tuple[float, float], ...] | None = None
+    ball_center: tuple[float, ...] | None = None
+    ball_radius: float | None = None
+
+
 READY = '{"ready": true}'
 _lock = threading.Lock()
 _child: subprocess.Popen[str] | None = None
 _bodies: OrderedDict[tuple[str, tuple[str, ...], int, int], KernelBody] = OrderedDict()
+_proofs: OrderedDict[tuple[Any, ...], SummaryProof | None] = OrderedDict()
 
 
 def _start() -> subprocess.Popen[str]:
@@ -81,8 +115,9 @@ def _shutdown() -> None:
         _child = None
 
 
-def _ask(request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """One request to the child (started if needed); killed past ``timeout``. Holds _lock."""
+def _ask(request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """One request to the child (started if needed); killed past ``timeout`` (None). Holds
+    _lock."""
     global _child
     if _child is None or _child.poll() is not None:
         _child = _start()
@@ -98,9 +133,7 @@ def _ask(request: dict[str, Any], timeout: float) -> dict[str, Any]:
     if not line:
         _stop(child, kill=True)
         _child = None
-        raise InvalidParameter(
-            "utility.loss", f"could not be differentiated within {timeout:g} s; simplify it"
-        )
+        return None
     return json.loads(line)
 
 
@@ -120,29 +153,83 @@ def kernel_body_within(
             _bodies.move_to_end(key)
             return cached
         answer = _ask({"loss": loss, "columns": list(columns), "dim": dim, "order": order}, timeout)
+        if answer is None:
+            raise InvalidParameter(
+                "utility.loss", f"could not be differentiated within {timeout:g} s; simplify it"
+            )
         if "refused" in answer:
             raise InvalidParameter("utility.loss", str(answer["refused"]))
         body = KernelBody(
             answer["key"], dim, len(columns), order, tuple(str(x) for x in answer["lines"])
         )
-        _bodies[key] = body
-        while len(_bodies) > _CACHE_SIZE:
-            _bodies.popitem(last=False)
+        _remember(_bodies, key, body)
         return body
+
+
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+def summary_proof_within(
+    loss: str,
+    columns: tuple[str, ...],
+    dim: int,
+    setting: SummarySetting,
+    timeout: float = SYMBOLIC_TIMEOUT_S,
+) -> SummaryProof | None:
+    """Whether ``loss`` reduces to a summary under the public ``setting``
+    (:func:`quadratic.prove`), from the cache or the child within ``timeout`` seconds; a proof
+    that does not finish in time is no proof (the record pass stays, nothing is refused)."""
+    key = (loss, columns, dim, setting)
+    with _lock:
+        if key in _proofs:
+            _proofs.move_to_end(key)
+            return _proofs[key]
+        request = {"loss": loss, "columns": list(columns), "dim": dim, "prove": asdict(setting)}
+        answer = _ask(request, timeout)
+        found = None if answer is None or answer.get("proof") is None else answer["proof"]
+        proof = None if found is None else SummaryProof(**found)
+        _remember(_proofs, key, proof)
+        return proof
+
+
+def _pairs(rows: list[list[float]]) -> tuple[tuple[float, float], ...]:
+    return tuple((float(lo), float(hi)) for lo, hi in rows)
+
+
+def _answer(request: dict[str, Any]) -> dict[str, Any]:
+    from dp_core.privacy.utilities.codegen import kernel_body, parse_loss
+    from dp_core.privacy.utilities.quadratic import prove
+
+    loss = parse_loss(request["loss"], request["columns"], request["dim"])
+    if "prove" in request:
+        fields = request["prove"]
+        setting = SummarySetting(
+            fields["form"],
+            fields["clip"],
+            _pairs(fields["column_box"]),
+            None if fields["box"] is None else _pairs(fields["box"]),
+            None if fields["ball_center"] is None else tuple(fields["ball_center"]),
+            fields["ball_radius"],
+        )
+        proof = prove(loss, setting)
+        return {"proof": None if proof is None else asdict(proof)}
+    body = kernel_body(loss, request["order"])
+    return {"key": body.key, "lines": list(body.lines)}
 
 
 def serve() -> None:
     """The child: one JSON request per stdin line, one JSON answer per stdout line."""
-    from dp_core.privacy.utilities.codegen import kernel_body, parse_loss
+    from dp_core.privacy.utilities import codegen, quadratic  # noqa: F401 (imports before READY)
 
     sys.stdout.write(READY + "\n")  # imports done: from here on a request's time is its own
     sys.stdout.flush()
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            loss = parse_loss(request["loss"], request["columns"], request["dim"])
-            body = kernel_body(loss, request["order"])
-            answer: dict[str, Any] = {"key": body.key, "lines": list(body.lines)}
+            answer = _answer(request)
         except InvalidParameter as refused:
             answer = {"refused": refused.message}
         except Exception:  # SymPy failing on an odd expression: refuse it, keep serving

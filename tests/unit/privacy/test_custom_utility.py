@@ -34,6 +34,7 @@ from dp_core.privacy.utilities import (
 from dp_core.privacy.utilities.expression import MAX_NODES, check_loss
 from dp_core.privacy.utilities.symbolic import kernel_body_within
 from tests.service.hostile_losses import HOSTILE
+from tests.unit.privacy.custom_losses import expressions
 
 KS_C = 1.95  # two-sample KS critical coefficient at alpha = 0.001
 CLOUD_DISPERSION = 1.3
@@ -249,27 +250,6 @@ def _u(utility: CustomUtility, records: np.ndarray, points: np.ndarray) -> np.nd
     return -value
 
 
-_LEAF = st.sampled_from(["x", "y", "theta[0]", "theta[1]", "0.5", "2", "1e3", "pi"])
-
-
-def _expressions() -> st.SearchStrategy[str]:
-    def extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-        unary = st.sampled_from(
-            ["exp", "log", "log1p", "sqrt", "tanh", "abs", "sigmoid", "softplus", "sin", "-"]
-        )
-        binary = st.sampled_from(["+", "-", "*", "/"])
-        return st.one_of(
-            st.builds(lambda f, a: f"{f}({a})" if f != "-" else f"-({a})", unary, children),
-            st.builds(lambda a, op, b: f"({a} {op} {b})", children, binary, children),
-            st.builds(lambda a, k: f"({a})**{k}", children, st.integers(-3, 4)),
-            st.builds(lambda a, b: f"huber({a}, {b})", children, children),
-            st.builds(lambda a, b: f"max({a}, {b})", children, children),
-            st.builds(lambda a, b, c: f"where({a} < {b}, {c}, {a})", children, children, children),
-        )
-
-    return st.recursive(_LEAF, extend, max_leaves=8)
-
-
 def _check_neighbours(form: str, loss: str, seed: int) -> None:
     """u(D) - u(D ± x) over a θ grid, x from the corners, the centre and points where the
     loss is singular (0, 1e-300), never exceeds Δu (add/remove)."""
@@ -303,7 +283,7 @@ def _check_neighbours(form: str, loss: str, seed: int) -> None:
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # each example compiles: no shrinking
 )
-@given(loss=_expressions(), seed=st.integers(0, 2**16))
+@given(loss=expressions(), seed=st.integers(0, 2**16))
 def test_adversarial_neighbours_never_exceed_delta_u(form: str, loss: str, seed: int) -> None:
     _check_neighbours(form, loss, seed)
 
@@ -316,7 +296,7 @@ def test_adversarial_neighbours_never_exceed_delta_u(form: str, loss: str, seed:
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
-@given(loss=_expressions(), seed=st.integers(0, 2**16))
+@given(loss=expressions(), seed=st.integers(0, 2**16))
 def test_adversarial_neighbours_never_exceed_delta_u_more(form: str, loss: str, seed: int) -> None:
     _check_neighbours(form, loss, seed)
 
