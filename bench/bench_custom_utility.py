@@ -10,6 +10,10 @@ that computes the same u:
 * the 2-D mean, loss form with a clip (built-in record pass ``clipped_mean_loss_nd``);
 * linear regression on a ball (built-in: sufficient statistics, O(d²) per particle).
 
+The 1-D mean and least squares are quadratic in θ with a clip that never binds, so the custom
+losses run from record sums too (``dp_core/privacy/utilities/quadratic.py``); for those two, a
+whole release is timed as well.
+
 Each pair is checked to agree (relative 1e-8) before it is timed. Then the time to compile a new
 expression (SymPy parse + derivatives + code printing, and the Numba compile of each kernel kind),
 a cache hit, and the parser's refusal time over the hostile corpus of the service tests.
@@ -35,6 +39,7 @@ from _common import command_line, fmt_seconds, load_average, machine_description
 
 from dp_core.engine import custom_kernels
 from dp_core.errors import InvalidParameter
+from dp_core.privacy.mechanism import ExponentialMechanism
 from dp_core.privacy.utilities import ClippedMean, CustomUtility, LinearRegression
 from dp_core.privacy.utilities.codegen import kernel_body, parse_loss
 from dp_core.privacy.utilities.expression import check_loss
@@ -150,6 +155,35 @@ def _evaluations(n: int, particles: int, repeats: int) -> str:
     )
 
 
+def _releases(n: int, particles: int) -> str:
+    """Whole SHK releases (prepare + flow + relaxation, one sample) for the cases the summary path
+    serves, custom against built-in."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for name, builtin, custom, records in _cases(n, rng):
+        if custom.summary_proof() is None:
+            continue
+        seconds = []
+        for utility in (builtin, custom):
+            mechanism = ExponentialMechanism(utility, 1.0, n_max=n, particles=particles)
+            mechanism.sample(records[:100], 1)  # warm: kernels compiled, caches filled
+            start = time.perf_counter()
+            mechanism.sample(records, 1)
+            seconds.append(time.perf_counter() - start)
+        rows.append(
+            [
+                name,
+                fmt_seconds(seconds[0]),
+                fmt_seconds(seconds[1]),
+                f"{seconds[1] / seconds[0]:.2f}x",
+            ]
+        )
+    return markdown_table(
+        [f"whole release (N = {particles}, n = {n})", "built-in", "custom", "custom / built-in"],
+        rows,
+    )
+
+
 def _compile_times() -> str:
     token = secrets.randbelow(10**6)  # a new expression: never in the cache
     loss = f"huber(theta[0] + theta[1] * x - y, 1.0) + {token}e-12 * theta[0]**2"
@@ -223,6 +257,8 @@ def main() -> None:
     print("load average before:", load_average())
     print()
     print(_evaluations(args.n, args.particles, args.repeats))
+    print()
+    print(_releases(args.n, args.particles))
     print()
     print(_compile_times())
     print()

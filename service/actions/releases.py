@@ -115,9 +115,12 @@ def _plan(
 
 def passes_over_records(family: Any) -> bool:
     """Whether evaluating the family's utility passes over every record (else it reads exact
-    summaries). Public: it depends on the family, its dimension and clip only (privacy.md,
-    "Cost grows with the records only where a family cannot be summarised")."""
-    if isinstance(family, (LogisticRegression, KMeans, CustomUtility)):
+    summaries). Public: it depends on the family, its dimension and clip only, and for a custom
+    loss on whether its summary is proved from those public parameters (privacy.md, "Cost grows
+    with the records only where a family cannot be summarised")."""
+    if isinstance(family, CustomUtility):
+        return family.summary_proof() is None
+    if isinstance(family, (LogisticRegression, KMeans)):
         return True
     if isinstance(family, ClippedMean):
         return family.domain.dim > 1 and math.isfinite(family.effective_clip)

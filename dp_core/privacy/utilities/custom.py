@@ -178,7 +178,9 @@ class CustomUtility:
 
     def summary_proof(self) -> SummaryProof | None:
         """Whether the record pass reduces to a summary (:mod:`quadratic`): decided from the
-        public parameters alone, cached per process; None keeps the record pass."""
+        public parameters alone, cached per process; None keeps the record pass. The kernel body
+        comes first, so a loss SymPy refuses is refused (422) before any proof is tried."""
+        self._kernel_body(grid=False)
         setting = SummarySetting(
             self.form,
             float(self.clip),
