@@ -36,6 +36,7 @@ def test_the_doc_has_the_blocks_this_test_runs() -> None:
         "bash",
         "python",
         "python",
+        "python",
     ]
 
 
@@ -76,6 +77,9 @@ def test_the_quick_start_runs_as_written(
     assert budget.spent.epsilon == pytest.approx(1.3)  # type: ignore[attr-defined]
     assert "budget_exceeded" in printed.out and "100%" in printed.err
     assert '"remaining"' in shell_outputs[-1] and '"mean_field"' in shell_outputs[-1]
+    robust = namespace["robust"]  # the custom utility's release
+    assert robust.certificate.utility_form == "gradient_norm"  # type: ignore[attr-defined]
+    assert 18 <= robust.samples_array[0, 0] <= 100  # type: ignore[attr-defined]
     flow, retrieval = namespace["flow"], namespace["retrieval"]
     assert flow.seed == 7 and retrieval.nearest_pattern == 2  # type: ignore[attr-defined]
     generator, samples = namespace["generator"], namespace["samples"]
