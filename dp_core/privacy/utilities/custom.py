@@ -61,15 +61,11 @@ _GRID_ORDER = {"gradient_norm": 1, "loss": 0}
 
 @dataclass(frozen=True)
 class QuadraticSummary:
-    """The record sums of a loss quadratic in θ whose clip never binds (:mod:`quadratic`), at
-    the anchor θ₀ (private): gradient form A₀ = Σ g(θ₀) and J = Σ H, anchored at θ₀ = 0 (so
-    A(θ) = Jθ + A₀); loss form L₀ = Σ ℓ(θ₀), ∇L₀ and Q = Σ ∇²ℓ (``curvature``), anchored at
-    Θ's centre, where they were measured."""
+    """The record sums of a gradient-form loss quadratic in θ whose clip never binds
+    (:mod:`quadratic`), private: A(θ) = Σ_x g(θ, x) = ``jacobian``·θ + ``intercept``."""
 
-    anchor: FloatArray
-    value: FloatArray
-    slope: FloatArray
-    curvature: FloatArray | None = None
+    intercept: FloatArray
+    jacobian: FloatArray
 
 
 @dataclass(frozen=True)
@@ -162,15 +158,12 @@ class CustomUtility:
         return float(self.clip)
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
-        """By construction from the clip (module docstring). Where the loss is proved quadratic
-        with an idle clip, the proof's bounds give the slope bound (it enters no certificate):
-        n_max·sup‖∇²ℓ‖ in the gradient form, n_max·sup|∇ℓ| in the loss form."""
-        proof = self.summary_proof()
+        """By construction from the clip (module docstring). Where the gradient-form loss is
+        proved quadratic with an idle clip, the proof gives the slope bound n_max·sup‖∇²ℓ‖_F
+        (it enters no certificate)."""
         if self.form == "loss":
-            sensitivity = sum_form_sensitivity(self.clip, self.clip, neighbouring, n_max)
-            if proof is None:
-                return sensitivity
-            return replace(sensitivity, slope_bound=n_max * proof.gradient_bound)
+            return sum_form_sensitivity(self.clip, self.clip, neighbouring, n_max)
+        proof = self.summary_proof()
         lipschitz = None if proof is None else proof.curvature_bound
         return gradient_norm_sensitivity(
             self.clip, neighbouring, n_max, gradient_lipschitz=lipschitz
@@ -178,8 +171,11 @@ class CustomUtility:
 
     def summary_proof(self) -> SummaryProof | None:
         """Whether the record pass reduces to a summary (:mod:`quadratic`): decided from the
-        public parameters alone, cached per process; None keeps the record pass. The kernel body
-        comes first, so a loss SymPy refuses is refused (422) before any proof is tried."""
+        public parameters alone, cached per process; None keeps the record pass (always in the
+        loss form). The kernel body comes first, so a loss SymPy refuses is refused (422)
+        before any proof is tried."""
+        if self.form != "gradient_norm":
+            return None
         self._kernel_body(grid=False)
         setting = SummarySetting(
             self.form,
@@ -219,24 +215,18 @@ class CustomUtility:
 
     def prepare(self, records: Any) -> CustomData:
         """The clipped records and, where :meth:`summary_proof` holds, their summary: one record
-        pass at the anchor (gradient form) or at the anchor and d points beside it inside Θ
-        (loss form), with the clip off since it is proved idle."""
+        pass at Θ's centre θ₀ with the clip off, since it is proved idle (a record whose
+        gradient is non-finite there counts as the zero vector, as in the record pass; one whose
+        Hessian is non-finite keeps g(θ₀): either way its contribution stays within G)."""
         data = CustomData(np.ascontiguousarray(self.clip_records(records).T))
         if self.summary_proof() is None:
             return data
         anchor = np.asarray(
             self.ball_center if self.box is None else [(lo + hi) / 2 for lo, hi in self.box]
         )
-        if self.form == "gradient_norm":
-            a0, jac = self._record_pass(data, anchor[None, :], math.inf)
-            intercept = a0[0] - jac[0] @ anchor  # Σ g(0, x): A(θ) = Jθ + intercept
-            return replace(data, summary=QuadraticSummary(np.zeros_like(anchor), intercept, jac[0]))
-        half = self.ball_radius / 2 if self.box is None else np.diff(self.box, axis=1)[:, 0] / 4
-        steps = np.diag(np.broadcast_to(half, anchor.shape))
-        value, grad = self._record_pass(data, np.vstack([anchor, anchor + steps]), math.inf)
-        hessian = (grad[1:] - grad[0]).T / np.diag(steps)[None, :]
-        summary = QuadraticSummary(anchor, value[:1], grad[0], (hessian + hessian.T) / 2)
-        return replace(data, summary=summary)
+        at_anchor, jacobian = self._record_pass(data, anchor[None, :], math.inf)
+        intercept = at_anchor[0] - jacobian[0] @ anchor
+        return replace(data, summary=QuadraticSummary(intercept, jacobian[0]))
 
     def loss_terms(self, prepared: CustomData, points: FloatArray) -> tuple[FloatArray, FloatArray]:
         """The raw sums at N points: (A (N, d), J (N, d, d)) in the gradient form, (L (N,),
@@ -245,13 +235,8 @@ class CustomUtility:
         summary = prepared.summary
         if summary is None:
             return self._record_pass(prepared, pts, float(self.clip))
-        delta = pts - summary.anchor
-        if summary.curvature is None:
-            sums = summary.value + delta @ summary.slope.T
-            return sums, np.broadcast_to(summary.slope, (pts.shape[0], *summary.slope.shape))
-        moved = delta @ summary.curvature
-        value = summary.value[0] + delta @ summary.slope + 0.5 * np.einsum("ia,ia->i", moved, delta)
-        return value, summary.slope + moved
+        sums = pts @ summary.jacobian.T + summary.intercept
+        return sums, np.broadcast_to(summary.jacobian, (pts.shape[0], *summary.jacobian.shape))
 
     def _record_pass(
         self, prepared: CustomData, pts: FloatArray, clip: float
@@ -271,9 +256,9 @@ class CustomUtility:
     def loss(self, prepared: CustomData, points: FloatArray) -> tuple[FloatArray, FloatArray]:
         """L = -u and ∇L at N points (gradient form: |A| and JᵀA/|A|)."""
         summary = prepared.summary
-        if summary is not None and summary.curvature is None:  # anchored at 0, one J: no einsum
-            sums = points @ summary.slope.T + summary.value
-            return gradient_norm_loss(sums, sums @ summary.slope)
+        if summary is not None:  # one J for every point: no einsum
+            sums = points @ summary.jacobian.T + summary.intercept
+            return gradient_norm_loss(sums, sums @ summary.jacobian)
         first, second = self.loss_terms(prepared, points)
         if self.form == "gradient_norm":
             return gradient_norm_loss(first, np.einsum("iab,ia->ib", second, first))

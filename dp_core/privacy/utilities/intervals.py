@@ -31,10 +31,22 @@ from sympy.codegen.cfunctions import log1p
 
 from dp_core.privacy.utilities.codegen import sigmoid, softplus
 
-__all__ = ["Interval", "Unbounded", "enclose", "float_down", "float_up", "sqrt_down", "sqrt_up"]
+__all__ = [
+    "LARGEST",
+    "Interval",
+    "Unbounded",
+    "enclose",
+    "float_down",
+    "float_up",
+    "sqrt_down",
+    "sqrt_up",
+]
 
 Interval = tuple[Fraction, Fraction]
 _MAX_POWER = 64
+LARGEST = Fraction(10) ** 100
+"""No node may reach this magnitude: the kernel's float evaluation of every node then stays far
+from overflow, and a reciprocal far from a float underflowing to 0."""
 
 
 class Unbounded(ValueError):
@@ -169,22 +181,31 @@ def _hull(parts: list[Interval]) -> Interval:
     return min(p[0] for p in parts), max(p[1] for p in parts)
 
 
-def enclose(expr: sp.Basic, ranges: Mapping[sp.Symbol, Interval]) -> Interval:
-    """An interval holding every value of ``expr`` with each symbol s in ``ranges[s]``;
-    :class:`Unbounded` when none can be proved finite."""
+def enclose(
+    expr: sp.Basic, ranges: Mapping[sp.Symbol, tuple[float, float] | Interval]
+) -> tuple[Interval, Fraction]:
+    """An interval holding every value of ``expr`` with each symbol s in ``ranges[s]``, and the
+    peak: the largest magnitude any node of the tree can take there (what bounds the rounding
+    error of evaluating it in floats); :class:`Unbounded` when no finite enclosure is proved or
+    a node can reach :data:`LARGEST`."""
     walk = _Enclosure(ranges)
-    return walk(expr)
+    return walk(expr), walk.peak
 
 
 class _Enclosure:
-    def __init__(self, ranges: Mapping[sp.Symbol, Interval]) -> None:
+    def __init__(self, ranges: Mapping[sp.Symbol, tuple[float, float] | Interval]) -> None:
         self.ranges = ranges
         self.memo: dict[sp.Basic, Interval] = {}
+        self.peak = Fraction(0)
 
     def __call__(self, expr: sp.Basic) -> Interval:
         cached = self.memo.get(expr)
         if cached is None:
             cached = self.memo[expr] = self._node(expr)
+            magnitude = max(-cached[0], cached[1])
+            if magnitude >= LARGEST:
+                raise Unbounded
+            self.peak = max(self.peak, magnitude)
         return cached
 
     def _node(self, expr: sp.Basic) -> Interval:

@@ -1,23 +1,21 @@
 """When a custom loss's record pass reduces to a summary: quadratic in θ, clip provably idle.
 
-A loss ℓ(θ, x) of degree <= 2 in θ (coefficients any functions of the record) has the gradient
-g(θ, x) = H(x)θ + b(x), affine in θ. If the clip can never bind — |g| <= G (gradient form) or
-0 <= ℓ <= c (loss form) at every θ in Θ and every record in the columns' box — then u needs no
-record pass per step:
-
-* gradient form: Σ_x g(θ, x) = (Σ H)θ + Σ b, so u = -|A₀ + J₀(θ - θ₀)| from A₀ = Σ g(θ₀, x)
-  and J₀ = Σ H at one anchor θ₀;
-* loss form: Σ_x ℓ(θ, x) = L₀ + ∇L₀·δ + ½ δᵀQδ (δ = θ - θ₀), Q = Σ ∇²ℓ.
+A loss ℓ(θ, x) whose gradient (as the kernel computes it) is affine in θ — ℓ of degree <= 2 in
+θ, its coefficients any functions of the record — has g(θ, x) = H(x)θ + b(x). If the gradient
+clip can never bind — |g| <= G at every θ in Θ and every record in the columns' box — then
+Σ_x clip_G(g(θ, x)) = (Σ H)θ + Σ b, and u = -|A₀ + J(θ - θ₀)| needs the records once, at an
+anchor θ₀ (A₀ = Σ g(θ₀, x), J = Σ H), not at every particle and step.
 
 :func:`prove` decides it from public things only (the expression, the columns' bounds, Θ and
-the clip), by rigorous interval enclosures (:mod:`intervals`) over Θ's bounding box and the
-columns' box; it answers ``None`` whenever it cannot prove it (a non-polynomial θ-dependence, a
-singularity, an enclosure wider than the clip), and the loss keeps its record pass. The path a
-release takes therefore depends on no record, and where it is taken u equals the clipped u the
-record pass computes (the clip is the identity there), so the sensitivities by construction
-hold verbatim. The proof also yields the slope bound of :class:`~base.Sensitivity`:
-sup ‖∇²ℓ‖_F per record in the gradient form, sup |∇ℓ| in the loss form (both enter no
-certificate). Runs in the SymPy child (:mod:`symbolic`).
+G), by exact interval enclosures (:mod:`intervals`) over Θ's bounding box and the columns' box;
+it answers ``None`` whenever it cannot prove it (θ-dependence beyond degree 2, a singularity,
+an enclosure wider than G, intermediates so large that float rounding could matter), and the
+loss keeps its record pass. The path a release takes therefore depends on no record, and where
+it is taken u equals the clipped u of the record pass (the clip is the identity there), so the
+sensitivities by construction hold verbatim. The proof also yields the slope bound of
+:class:`~base.Sensitivity` (sup ‖∇²ℓ‖_F per record; it enters no certificate). The loss form is
+not summarised (its record pass maps non-finite losses to c point by point, which a summary
+could not reproduce). Runs in the SymPy child (:mod:`symbolic`).
 """
 
 from __future__ import annotations
@@ -30,7 +28,11 @@ from dp_core.privacy.utilities.codegen import LossExpression, derivatives
 from dp_core.privacy.utilities.intervals import Interval, Unbounded, enclose, float_up, sqrt_up
 from dp_core.privacy.utilities.symbolic import SummaryProof, SummarySetting
 
-__all__ = ["prove"]
+__all__ = ["PEAK", "prove"]
+
+PEAK = 2**20
+"""How far (relative to G) any node of the gradient may reach: bounds the float rounding of the
+summary's one evaluation (cancellation of larger intermediates is refused, not trusted)."""
 
 
 def _square_magnitude(interval: Interval) -> Fraction:
@@ -65,14 +67,13 @@ def prove(loss: LossExpression, setting: SummarySetting) -> SummaryProof | None:
     """A :class:`SummaryProof` for ``loss`` under the public ``setting``; ``None`` when the
     summary cannot be proved sound. Comparisons are exact: a clip equal to the true bound is
     proved."""
-    outputs = derivatives(loss, 2)
-    d = loss.dim
-    value, grads, hessian = outputs[0], outputs[1 : 1 + d], outputs[1 + d :]
-    if not (
-        _degree_at_most(value, loss.theta, 2)
-        and all(_degree_at_most(g, loss.theta, 1) for g in grads)
-    ):  # the gradient as the kernel computes it (a.e.) must be affine, and ℓ its integral
+    if setting.form != "gradient_norm":
         return None
+    d = loss.dim
+    outputs = derivatives(loss, 2)
+    grads, hessian = outputs[1 : 1 + d], outputs[1 + d :]
+    if not all(_degree_at_most(g, loss.theta, 1) for g in grads):
+        return None  # the gradient as the kernel computes it (a.e.) must be affine in θ
     box, centre, radius_sq = _theta(setting)
     ranges = {
         c: (Fraction(lo), Fraction(hi))
@@ -80,30 +81,37 @@ def prove(loss: LossExpression, setting: SummarySetting) -> SummaryProof | None:
     }
     over_theta = ranges | dict(zip(loss.theta, box, strict=True))
     at_centre = ranges | {t: (c, c) for t, c in zip(loss.theta, centre, strict=True)}
+    g_max = Fraction(setting.clip)
     try:
-        whole_sq = sum(_square_magnitude(enclose(g, over_theta)) for g in grads)
-        anchored_sq = sum(_square_magnitude(enclose(g, at_centre)) for g in grads)
-        # the Hessian's upper triangle (a <= b): an off-diagonal entry counts twice in ‖·‖_F²
-        pairs = [(a, b) for a in range(d) for b in range(a, d)]
-        frobenius_sq = sum(
-            _square_magnitude(enclose(h, over_theta)) * (2 if a != b else 1)
-            for h, (a, b) in zip(hessian, pairs, strict=True)
-        )
-        value_range = enclose(value, over_theta) if setting.form == "loss" else None
+        whole = [enclose(g, over_theta) for g in grads]
+        anchored = [enclose(g, at_centre)[0] for g in grads]
+        entries = [enclose(h, over_theta) for h in hessian]
     except Unbounded:
         return None
-    # |g(θ)| <= sup over the box, and <= |g(θ₀)| + ‖H‖_F·|θ - θ₀| (tight on a ball)
+    # the kernel evaluates g and H in floats at the anchor and the summary extrapolates; with
+    # every node of g within PEAK·G (and of H within PEAK·G/radius) that rounding stays near
+    # 2^-52·512·PEAK = 1.2e-7 of G, as a record pass's would before it clips
+    radius = sqrt_up(radius_sq)
+    if any(peak > PEAK * g_max for _, peak in whole) or any(
+        peak * radius > PEAK * g_max for _, peak in entries
+    ):
+        return None
+    whole_sq = sum((_square_magnitude(i) for i, _ in whole), Fraction(0))
+    anchored_sq = sum((_square_magnitude(i) for i in anchored), Fraction(0))
+    # the Hessian's upper triangle (a <= b): an off-diagonal entry counts twice in ‖·‖_F²
+    pairs = [(a, b) for a in range(d) for b in range(a, d)]
+    frobenius_sq = sum(
+        (
+            _square_magnitude(i) * (2 if a != b else 1)
+            for (i, _), (a, b) in zip(entries, pairs, strict=True)
+        ),
+        Fraction(0),
+    )
+    # |g(θ)| <= G on the whole box, or |g(θ₀)| + ‖H‖_F·|θ - θ₀| <= G (tight on a ball)
     reach = sqrt_up(radius_sq * frobenius_sq)
-    gradient_bound = min(sqrt_up(whole_sq), sqrt_up(anchored_sq) + reach)
-    if setting.form == "gradient_norm":
-        g_max = Fraction(setting.clip)
-        by_box = whole_sq <= g_max**2
-        by_reach = reach <= g_max and anchored_sq <= (g_max - reach) ** 2
-        if not (by_box or by_reach):
-            return None
-        gradient_bound = min(gradient_bound, g_max)
-    else:
-        assert value_range is not None
-        if value_range[0] < 0 or value_range[1] > Fraction(setting.clip):
-            return None
+    by_box = whole_sq <= g_max**2
+    by_reach = reach <= g_max and anchored_sq <= (g_max - reach) ** 2
+    if not (by_box or by_reach):
+        return None
+    gradient_bound = min(sqrt_up(whole_sq), sqrt_up(anchored_sq) + reach, g_max)
     return SummaryProof(float_up(gradient_bound), float_up(sqrt_up(frobenius_sq)))

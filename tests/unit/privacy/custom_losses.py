@@ -31,17 +31,10 @@ def expressions(leaves: tuple[str, ...] = LEAVES, max_leaves: int = 8) -> st.Sea
     return st.recursive(st.sampled_from(leaves), extend, max_leaves=max_leaves)
 
 
-def quadratic_losses(non_negative: bool = False) -> st.SearchStrategy[str]:
+def quadratic_losses() -> st.SearchStrategy[str]:
     """Losses of degree 2 in θ = (θ₀, θ₁) whose coefficients are random functions of the record
-    (the summary path's domain); ``non_negative``: a sum of squares and an abs, so >= 0."""
+    (the summary path's domain)."""
     coefficient = expressions(RECORD_LEAVES, max_leaves=3)
-    if non_negative:
-        return st.builds(
-            lambda a, b, c, e: (
-                f"({a})**2 * (theta[0] - ({b}))**2 + (theta[1] * ({c}))**2 + abs({e})"
-            ),
-            coefficient, coefficient, coefficient, coefficient,
-        )  # fmt: skip
     return st.builds(
         lambda a, b, c, e, f: (
             f"({a}) * (theta[0] - ({b}))**2 + ({c}) * theta[0] * theta[1] + ({e}) * theta[1] + {f}"

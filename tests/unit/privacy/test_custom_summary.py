@@ -5,10 +5,10 @@ binds is evaluated from record sums instead of a record pass per step.
   the box's corners and random points never leave their enclosure.
 * :func:`prove` is exact at the boundary (a clip equal to sup |∇ℓ| is proved, one ulp below is
   not) and refuses what it cannot prove (a binding clip, θ-dependence beyond degree 2, a
-  singularity in the box, a loss that can go negative).
+  singularity in the box, intermediates far above G, the loss form).
 * Where a proof holds, the summary equals the record pass with the clip on (so u, hence every
-  sensitivity, is the clipped u), for random quadratic losses, both forms, a box and a ball;
-  and the slope bound equals the built-in families'.
+  sensitivity, is the clipped u), for random quadratic losses on a box and least squares on a
+  ball; and the slope bound equals the built-in families'.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_enclosures_hold_every_value(
     box = [(lo, lo + w) for lo, w in zip(lower, width, strict=True)]
     for expr in outputs:
         try:
-            lo, hi = enclose(expr, dict(zip(symbols, box, strict=True)))
+            (lo, hi), peak = enclose(expr, dict(zip(symbols, box, strict=True)))
         except Unbounded:
             continue
         fn = sp.lambdify(symbols, expr, modules=[_MP, "mpmath"])
@@ -84,6 +84,7 @@ def test_enclosures_hold_every_value(
                 slack = mpmath.mpf(10) ** -40 * max(1, abs(value))
                 low, high = (mpmath.mpf(q.numerator) / q.denominator for q in (lo, hi))
                 assert low - slack <= value <= high + slack, (text, expr, point)
+                assert max(-lo, hi) <= peak
 
 
 def _setting(form: str, clip: float, columns: int = 1, **theta: object) -> SummarySetting:
@@ -112,11 +113,10 @@ def test_the_proof_is_exact_at_the_boundary() -> None:
     [
         ("huber(theta[0] - x, 1.0)", "gradient_norm", 100.0, 1, "not polynomial in θ"),
         ("theta[0]**3 * x", "gradient_norm", 1e9, 1, "degree 3 in θ"),
-        ("where(theta[0] < 0, 0, 1) * x", "loss", 100.0, 1, "a jump in θ, zero a.e. gradient"),
+        ("(theta[0] - x)**2", "loss", 1e9, 1, "the loss form is never summarised"),
+        ("theta[0] * tanh(1e15 * x)", "gradient_norm", 2.0, 1, "a node 2^20·G above G"),
         ("0.5 * (theta[0] - 1 / (x - 5))**2", "gradient_norm", 1e9, 1, "a pole in the box"),
         ("0.5 * (theta[0] - log(x))**2", "gradient_norm", 1e9, 1, "log(0) in the box"),
-        ("theta[0] - x", "loss", 100.0, 1, "a loss below 0"),
-        ("(theta[0] - x)**2", "loss", 99.0, 1, "a loss above the clip"),
         ("0.5 * ((theta[0] - x)**2 + (theta[0] - y)**2)", "gradient_norm", 14.0, 2, "binds"),
     ],
 )
@@ -135,6 +135,9 @@ def test_the_proof_sees_through_functions_of_the_record() -> None:
     assert proof is not None
     # |θ - log x + e^{-x}|: largest at θ = -1, x = 10 (1 + log 10 - e^-10) or θ = 3, x = 1
     assert 1 + math.log(10) - math.exp(-10) <= proof.gradient_bound <= 3 + math.exp(-1) + 1e-12
+    squashed = parse_loss("theta[0] * tanh(1e15 * x)", ["x"], 1)  # a peak of 1e16 inside
+    setting = SummarySetting("gradient_norm", 1e10, ((0.0, 10.0),), box=((0.0, 10.0),))
+    assert prove(squashed, setting) is not None  # 1e16 <= 2^20·G
 
 
 def _records(columns: tuple[tuple[float, float], ...], n: int, seed: int) -> np.ndarray:
@@ -184,25 +187,20 @@ def test_the_summary_equals_the_record_pass_on_a_ball() -> None:
     _summary_equals_the_record_pass(utility, 0)
 
 
-def _quadratic_case(text: str, form: str, seed: int) -> CustomUtility:
-    """``text`` on Θ = [-1, 2]² with records in [0.5, 3]², clipped exactly at the enclosure of
-    sup |∇ℓ| (gradient form) or sup ℓ (loss form): the tightest clip the proof accepts."""
+def _quadratic_case(text: str) -> CustomUtility:
+    """``text`` on Θ = [-1, 2]² with records in [0.5, 3]², clipped exactly at the proof's bound
+    of sup |∇ℓ|: the tightest clip the proof accepts."""
     columns, box = ((0.5, 3.0), (0.5, 3.0)), ((-1.0, 2.0), (-1.0, 2.0))
-    loose = SummarySetting(form, 1e300, columns, box=box)
-    parsed = parse_loss(text, ["x", "y"], 2)
     try:
-        proof = prove(parsed, loose)
-        ranges = dict(zip((*parsed.theta, *parsed.columns), box + columns, strict=True))
-        top = enclose(parsed.expr, ranges)[1]
-    except Unbounded:
-        proof = None
-    assume(proof is not None and proof.gradient_bound < 1e12)
-    assert proof is not None
-    clip = proof.gradient_bound if form == "gradient_norm" else math.nextafter(float(top), math.inf)
-    assume(0 < clip < 1e12)
-    return CustomUtility(
-        text, ("x", "y"), (0.5, 0.5), (3.0, 3.0), clip, box=box, form=form
-    )  # fmt: skip
+        parsed = parse_loss(text, ["x", "y"], 2)
+    except (InvalidParameter, ValueError, TypeError):  # refused by the service (SymPy fails)
+        reject()
+    loose = prove(parsed, SummarySetting("gradient_norm", 1e12, columns, box=box))
+    assume(loose is not None)
+    assert loose is not None
+    tight = CustomUtility(text, ("x", "y"), (0.5, 0.5), (3.0, 3.0), loose.gradient_bound, box=box)
+    assume(tight.summary_proof() is not None)  # not when intermediates reach far above G
+    return tight
 
 
 @settings(
@@ -213,20 +211,7 @@ def _quadratic_case(text: str, form: str, seed: int) -> CustomUtility:
 )
 @given(text=quadratic_losses(), seed=st.integers(0, 2**16))
 def test_random_quadratic_losses_summarise_exactly(text: str, seed: int) -> None:
-    _summary_equals_the_record_pass(_quadratic_case(text, "gradient_norm", seed), seed)
-
-
-@settings(
-    max_examples=4,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-)
-@given(text=quadratic_losses(non_negative=True), seed=st.integers(0, 2**16))
-def test_random_non_negative_quadratic_losses_summarise_exactly_in_the_loss_form(
-    text: str, seed: int
-) -> None:
-    _summary_equals_the_record_pass(_quadratic_case(text, "loss", seed), seed)
+    _summary_equals_the_record_pass(_quadratic_case(text), seed)
 
 
 def test_slope_bounds_equal_the_builtin_families() -> None:
@@ -248,6 +233,10 @@ def test_slope_bounds_equal_the_builtin_families() -> None:
     assert slope == pytest.approx(builtin_lsq.sensitivity("add_remove", 500).slope_bound, 1e-12)
     unproved = CustomUtility("huber(theta[0] - x, 1.0)", ("x",), (0.0,), (1.0,), 1.0, box=((0, 1),))
     assert unproved.sensitivity("add_remove", 500).slope_bound is None
+    loss_form = CustomUtility(
+        "(theta[0] - x)**2", ("x",), (0.0,), (1.0,), 1.0, box=((0, 1),), form="loss"
+    )
+    assert loss_form.summary_proof() is None
 
 
 def test_a_proof_that_runs_out_of_time_is_no_proof() -> None:
