@@ -11,6 +11,7 @@ skipping those tests silently or failing each of them with the same long error.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,13 +19,16 @@ import pytest
 
 from tests.postgres_server import find_postgres_binaries
 
-__all__ = ["CHROMIUM", "DEJAVU_FONT", "missing_packages", "needs_browser", "needs_postgres"]
-
-CHROMIUM = Path("/usr/bin/chromium")
-"""The browser tests/dashboard launches (the same path as its conftest)."""
+__all__ = ["DEJAVU_FONT", "find_chromium", "missing_packages", "needs_browser", "needs_postgres"]
 DEJAVU_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 """A file of Debian's fonts-dejavu-core."""
 _POSTGRES_FIXTURES = {"postgres_server", "postgres_url", "postgres_servers"}
+
+
+def find_chromium() -> Path | None:
+    """The browser tests/dashboard launches: ``chromium`` on PATH (Debian's package), or None."""
+    found = shutil.which("chromium")
+    return None if found is None else Path(found)
 
 
 def needs_postgres(item: pytest.Item) -> bool:
@@ -50,7 +54,7 @@ def missing_packages(items: Iterable[pytest.Item]) -> list[str]:
     if any(needs_postgres(i) for i in items) and find_postgres_binaries() is None:
         missing.append("postgresql")
     if any(needs_browser(i) for i in items):
-        if not CHROMIUM.exists():
+        if find_chromium() is None:
             missing.append("chromium")
         if not DEJAVU_FONT.exists():
             missing.append("fonts-dejavu-core")

@@ -19,7 +19,8 @@ def test_names_the_packages_the_selected_tests_lack(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(system_deps, "find_postgres_binaries", lambda: None)
-    monkeypatch.setattr(system_deps, "CHROMIUM", tmp_path / "chromium")
+    browser: list[Path] = []  # chromium on PATH: none, then one
+    monkeypatch.setattr(system_deps, "find_chromium", lambda: browser[0] if browser else None)
     monkeypatch.setattr(system_deps, "DEJAVU_FONT", tmp_path / "DejaVuSans.ttf")
 
     assert system_deps.missing_packages([_item("tmp_path")]) == []
@@ -32,6 +33,6 @@ def test_names_the_packages_the_selected_tests_lack(
     both = [_item("browser"), _item("postgres_server")]
     assert system_deps.missing_packages(both) == ["postgresql", "chromium", "fonts-dejavu-core"]
 
-    (tmp_path / "chromium").touch()
+    browser.append(tmp_path / "chromium")
     (tmp_path / "DejaVuSans.ttf").touch()
     assert system_deps.missing_packages([_item("browser")]) == []

@@ -3,7 +3,7 @@
 ``api`` is a TestClient over ``create_app`` on a fresh SQLite file (kernel warm-up off).
 ``live`` is a real ``privflow serve`` subprocess on a free loopback port, seeded once per
 module by :func:`tests.dashboard.seed.seed`. ``browser`` is Debian's Chromium driven by
-Playwright (``executable_path=/usr/bin/chromium``; Playwright's own browser downloads are not
+Playwright (``executable_path`` = ``chromium`` on PATH; Playwright's own browser downloads are not
 used). Without Chromium the browser tests fail (``.ci/run`` installs it). Both
 are module-scoped, so the server and Playwright's event loop are gone before other tests run.
 """
@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.dashboard.seed import ADMIN_KEY, Seeded, Server, auth, seed, start_server
+from tests.system_deps import find_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",  # tests run as root in CI
     "--disable-gpu",
@@ -73,16 +73,17 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
+    executable = find_chromium()
+    if executable is None:
         message = (
-            f"{CHROMIUM} not found. Install Debian's chromium (.ci/run does: apt-get install "
-            "chromium)."
+            "chromium not found on PATH. Install Debian's chromium (.ci/run does: apt-get "
+            "install chromium)."
         )
         pytest.fail(message, pytrace=False)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
