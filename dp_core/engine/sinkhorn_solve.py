@@ -42,6 +42,7 @@ Two pass back-ends, chosen by size (``path="auto"``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -401,14 +402,30 @@ def _merge(res: SinkhornBatch, sub: SinkhornBatch, idx, x_off, y_off, newton) ->
     return res._replace(iterations=iters, residual=resid, converged=conv, newton_steps=newton)
 
 
-def _polish_pairs(res, x, x_off, a, y, y_off, b, blur, tol, max_iter, newton_steps, path):
-    n_k, m_k = np.diff(x_off), np.diff(y_off)
+def _polish(
+    res: SinkhornBatch,
+    n_k: np.ndarray,
+    m_k: np.ndarray,
+    newton_one: Callable[[int], int],
+    resolve: Callable[[np.ndarray], SinkhornBatch],
+    offsets: tuple[np.ndarray, np.ndarray],
+) -> SinkhornBatch:
+    """The polishers' common frame: the problems :func:`_to_polish` picks get Newton steps in
+    place (``newton_one(k)`` returns how many), then one more batched solve from there
+    (``resolve(idx)``), merged back."""
     idx = _to_polish(res, n_k, m_k)
     if idx.size == 0:
         return res
-    eps = blur * blur
     newton = res.newton_steps.copy()
     for k in idx:
+        newton[k] = newton_one(k)
+    return _merge(res, resolve(idx), idx, offsets[0], offsets[1], newton)
+
+
+def _polish_pairs(res, x, x_off, a, y, y_off, b, blur, tol, max_iter, newton_steps, path):
+    eps = blur * blur
+
+    def newton_one(k: int) -> int:
         rows, cols = slice(x_off[k], x_off[k + 1]), slice(y_off[k], y_off[k + 1])
         ra, cb = a[rows] > 0, b[cols] > 0
         C = cost_matrix(x[rows][ra], y[cols][cb])
@@ -422,35 +439,22 @@ def _polish_pairs(res, x, x_off, a, y, y_off, b, blur, tol, max_iter, newton_ste
                 C.T, b[cols][cb], a[rows][ra], f[ra], eps, tol / 10, newton_steps
             )
         f[ra], g[cb] = fk, gk
-        newton[k] = steps
-    xs, xo = _gather(x, x_off, idx)
-    ys, yo = _gather(y, y_off, idx)
-    sub = _solve_pairs(
-        xs,
-        xo,
-        _gather(a, x_off, idx)[0],
-        ys,
-        yo,
-        _gather(b, y_off, idx)[0],
-        blur,
-        _gather(res.f, x_off, idx)[0],
-        _gather(res.g, y_off, idx)[0],
-        None,
-        tol,
-        max_iter,
-        path,
-    )
-    return _merge(res, sub, idx, x_off, y_off, newton)
+        return steps
+
+    def resolve(idx: np.ndarray) -> SinkhornBatch:
+        xs, xo = _gather(x, x_off, idx)
+        ys, yo = _gather(y, y_off, idx)
+        a_s, b_s = _gather(a, x_off, idx)[0], _gather(b, y_off, idx)[0]
+        f0, g0 = _gather(res.f, x_off, idx)[0], _gather(res.g, y_off, idx)[0]
+        return _solve_pairs(xs, xo, a_s, ys, yo, b_s, blur, f0, g0, None, tol, max_iter, path)
+
+    return _polish(res, np.diff(x_off), np.diff(y_off), newton_one, resolve, (x_off, y_off))
 
 
 def _polish_self(res, x, x_off, a, blur, tol, max_iter, newton_steps, path):
-    n_k = np.diff(x_off)
-    idx = _to_polish(res, n_k, n_k)
-    if idx.size == 0:
-        return res
     eps = blur * blur
-    newton = res.newton_steps.copy()
-    for k in idx:
+
+    def newton_one(k: int) -> int:
         rows = slice(x_off[k], x_off[k + 1])
         ra = a[rows] > 0
         p = res.f[rows]
@@ -461,20 +465,15 @@ def _polish_self(res, x, x_off, a, blur, tol, max_iter, newton_steps, path):
         if not ra.all():  # points of weight 0: their potential is the c-transform of the rest
             C0 = cost_matrix(x[rows][~ra], x[rows][ra])
             p[~ra] = c_transform(C0, np.log(a[rows][ra]), pk, eps)
-        newton[k] = steps
-    xs, xo = _gather(x, x_off, idx)
-    sub = _solve_self(
-        xs,
-        xo,
-        _gather(a, x_off, idx)[0],
-        blur,
-        _gather(res.f, x_off, idx)[0],
-        None,
-        tol,
-        max_iter,
-        path,
-    )
-    return _merge(res, sub, idx, x_off, x_off, newton)
+        return steps
+
+    def resolve(idx: np.ndarray) -> SinkhornBatch:
+        xs, xo = _gather(x, x_off, idx)
+        a_s, p0 = _gather(a, x_off, idx)[0], _gather(res.f, x_off, idx)[0]
+        return _solve_self(xs, xo, a_s, blur, p0, None, tol, max_iter, path)
+
+    n_k = np.diff(x_off)
+    return _polish(res, n_k, n_k, newton_one, resolve, (x_off, x_off))
 
 
 # --------------------------------------------------------------------------- public API
