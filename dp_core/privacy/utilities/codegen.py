@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 from sympy.codegen.cfunctions import log1p
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -33,18 +34,33 @@ __all__ = ["LossExpression", "derivatives", "kernel_body", "parse_loss", "sigmoi
 
 
 class sigmoid(sp.Function):  # noqa: N801 (the grammar's spelling)
-    """σ(z) = 1/(1 + e^{-z}); d/dz = σ(1 - σ)."""
+    """σ(z) = 1/(1 + e^{-z}); d/dz = σ(1 - σ). At a number it evaluates (to any precision), so
+    ``max(sigmoid(1), x)`` can compare it."""
+
+    is_extended_real = True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        z = self.args[0]
+        return (1 / (1 + sp.exp(-z))).evalf(prec_to_dps(prec)) if z.is_number else None
+
 
 class softplus(sp.Function):  # noqa: N801
-    """log(1 + e^z); d/dz = σ(z)."""
+    """log(1 + e^z); d/dz = σ(z). Evaluates at a number as :class:`sigmoid` does."""
+
+    is_extended_real = True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sigmoid(self.args[0])
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        z = self.args[0]
+        if not z.is_number:
+            return None
+        return (sp.Max(z, 0) + sp.log(1 + sp.exp(-sp.Abs(z)))).evalf(prec_to_dps(prec))
 
 
 def _huber(r: sp.Expr, delta: sp.Expr) -> sp.Expr:

@@ -83,6 +83,20 @@ def test_grammar_accepts(loss: str) -> None:
     check_loss(loss, ["x", "y"], 2)
 
 
+def test_sigmoid_and_softplus_of_numbers_compare() -> None:
+    """``max``/``min`` compare their arguments symbolically: a sigmoid or softplus of a number
+    must evaluate (it once made SymPy refuse a valid loss), stably far out."""
+    points = np.array([[0.5]])
+    for loss, expected in [
+        ("max(softplus(2), x) * theta[0]", 0.5 * math.log1p(math.exp(2))),
+        ("min(sigmoid(1), x) + theta[0]", 0.5 + 0.5),
+        ("softplus(900) + sigmoid(-900) * theta[0]", 900.0),
+    ]:
+        utility = CustomUtility(loss, ("x",), (0.0,), (1.0,), 1e4, box=((0, 1),), form="loss")
+        value, _ = utility.loss(utility.prepare(np.array([[0.5]])), points)
+        assert value[0] == pytest.approx(expected, rel=1e-12), loss
+
+
 @pytest.mark.parametrize("loss", HOSTILE, ids=lambda s: repr(s[:24]) + f"..{len(s)}")
 def test_hostile_losses_refused_by_the_parser_fast(loss: str) -> None:
     start = time.perf_counter()
