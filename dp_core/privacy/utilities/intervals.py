@@ -29,18 +29,10 @@ from fractions import Fraction
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
+from dp_core.privacy.bounds import float_down, float_up, sqrt_down, sqrt_up
 from dp_core.privacy.utilities.codegen import sigmoid, softplus
 
-__all__ = [
-    "LARGEST",
-    "Interval",
-    "Unbounded",
-    "enclose",
-    "float_down",
-    "float_up",
-    "sqrt_down",
-    "sqrt_up",
-]
+__all__ = ["LARGEST", "Interval", "Unbounded", "enclose"]
 
 Interval = tuple[Fraction, Fraction]
 _MAX_POWER = 64
@@ -53,43 +45,10 @@ class Unbounded(ValueError):
     """The expression has no finite enclosure this walk can prove on the box."""
 
 
-def float_down(q: Fraction, ulps: int = 0) -> float:
-    """The largest float <= q, then ``ulps`` further down."""
-    try:
-        v = float(q)
-    except OverflowError:
-        raise Unbounded from None
-    if Fraction(v) > q:
-        v = math.nextafter(v, -math.inf)
-    for _ in range(ulps):
-        v = math.nextafter(v, -math.inf)
-    return v
-
-
-def float_up(q: Fraction, ulps: int = 0) -> float:
-    return -float_down(-q, ulps)
-
-
 def _exact(v: float) -> Fraction:
     if not math.isfinite(v):
         raise Unbounded
     return Fraction(v)
-
-
-def sqrt_down(q: Fraction) -> Fraction:
-    """A rational <= sqrt(q) (q >= 0), within an ulp or two."""
-    s = math.sqrt(float_down(q))
-    while Fraction(s) ** 2 > q:
-        s = math.nextafter(s, -math.inf)
-    return _exact(s)
-
-
-def sqrt_up(q: Fraction) -> Fraction:
-    """A rational >= sqrt(q) (q >= 0), within an ulp or two."""
-    s = math.sqrt(float_up(q))
-    while Fraction(s) ** 2 < q:
-        s = math.nextafter(s, math.inf)
-    return _exact(s)
 
 
 def _mul(a: Interval, b: Interval) -> Interval:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import numpy as np
 from dp_core.engine.grid_scores import assignment_grid_sums
 from dp_core.engine.utility_kernels import kmeans_loss
 from dp_core.errors import InvalidParameter
+from dp_core.privacy.bounds import box_diameter, float_up, sqrt_up, square_up
 from dp_core.privacy.utilities.base import (
     Sensitivity,
     check_form,
@@ -73,6 +75,7 @@ class KMeans:
     family: str = "kmeans"
     _lo: FloatArray = field(init=False, repr=False)
     _hi: FloatArray = field(init=False, repr=False)
+    _diameter: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         lo = np.atleast_1d(np.asarray(self.lower, dtype=np.float64))
@@ -85,6 +88,7 @@ class KMeans:
         check_form(self.form)
         object.__setattr__(self, "_lo", lo)
         object.__setattr__(self, "_hi", hi)
+        object.__setattr__(self, "_diameter", box_diameter(lo.tolist(), hi.tolist()))
 
     @property
     def domain(self) -> Domain:
@@ -93,7 +97,7 @@ class KMeans:
     @property
     def diameter(self) -> float:
         """Diameter of one centre's box (records and centres both lie in it)."""
-        return float(np.sqrt(np.sum((self._hi - self._lo) ** 2)))
+        return self._diameter  # rounded up: dp_core.privacy.bounds
 
     @property
     def effective_clip(self) -> float:
@@ -107,7 +111,7 @@ class KMeans:
 
     @property
     def loss_bound(self) -> float:
-        return self.gradient_bound**2
+        return square_up(self.gradient_bound)
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         if self.form == "loss":
@@ -118,7 +122,7 @@ class KMeans:
             big_g,
             neighbouring,
             n_max,
-            replace_delta_u=max(same_cell, math.sqrt(2.0) * big_g),
+            replace_delta_u=max(same_cell, float_up(sqrt_up(Fraction(2)) * Fraction(big_g))),
             gradient_lipschitz=1.0,  # inside each Voronoi cell (g jumps across its faces)
         )
 

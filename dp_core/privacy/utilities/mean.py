@@ -36,6 +36,7 @@ from dp_core.engine.utility_kernels import (
     clipped_mean_loss_nd,
 )
 from dp_core.errors import InvalidParameter
+from dp_core.privacy.bounds import box_diameter, square_up
 from dp_core.privacy.utilities.base import (
     Sensitivity,
     check_form,
@@ -111,6 +112,7 @@ class ClippedMean:
     family: str = "mean"
     _lo: FloatArray = field(init=False, repr=False)
     _hi: FloatArray = field(init=False, repr=False)
+    _diameter: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         lo, hi = _box(self.lower, self.upper)
@@ -119,6 +121,7 @@ class ClippedMean:
         check_form(self.form)
         object.__setattr__(self, "_lo", lo)
         object.__setattr__(self, "_hi", hi)
+        object.__setattr__(self, "_diameter", box_diameter(lo.tolist(), hi.tolist()))
 
     @property
     def domain(self) -> Domain:
@@ -126,7 +129,7 @@ class ClippedMean:
 
     @property
     def diameter(self) -> float:
-        return float(np.sqrt(np.sum((self._hi - self._lo) ** 2)))
+        return self._diameter  # rounded up: dp_core.privacy.bounds
 
     @property
     def effective_clip(self) -> float:
@@ -142,7 +145,7 @@ class ClippedMean:
     @property
     def loss_bound(self) -> float:
         """B = min(c², diam²) bounds every record's loss-form loss."""
-        return min(self.effective_clip, self.diameter) ** 2
+        return square_up(min(self.effective_clip, self.diameter))
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         if self.form == "loss":

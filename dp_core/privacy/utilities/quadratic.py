@@ -24,8 +24,9 @@ from fractions import Fraction
 
 import sympy as sp
 
+from dp_core.privacy.bounds import float_up, sqrt_up
 from dp_core.privacy.utilities.codegen import LossExpression, derivatives
-from dp_core.privacy.utilities.intervals import Interval, Unbounded, enclose, float_up, sqrt_up
+from dp_core.privacy.utilities.intervals import Interval, Unbounded, enclose
 from dp_core.privacy.utilities.symbolic import SummaryProof, SummarySetting
 
 __all__ = ["PEAK", "prove"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 from dp_core.engine.grid_scores import linear_grid_sums, logistic_grid_sums
 from dp_core.engine.utility_kernels import logistic_gradient_sum, logistic_loss
 from dp_core.errors import InvalidParameter
+from dp_core.privacy.bounds import float_up, sqrt_up, up_ulps
 from dp_core.privacy.utilities.base import (
     Sensitivity,
     check_form,
@@ -74,7 +76,10 @@ class _BallOverFeatures:
             raise InvalidParameter("utility.radius", "must be finite and positive")
         object.__setattr__(self, "_lo", lo)
         object.__setattr__(self, "_hi", hi)
-        object.__setattr__(self, "_x_norm", float(np.sqrt(np.sum(np.maximum(lo**2, hi**2)))))
+        squares = (max(Fraction(a) ** 2, Fraction(b) ** 2) for a, b in zip(lo, hi, strict=True))
+        x_norm = sqrt_up(sum(squares, Fraction(0)))  # exact rational, >= the feature norm X
+        object.__setattr__(self, "_x_exact", x_norm)
+        object.__setattr__(self, "_x_norm", float_up(x_norm))
 
     @property
     def domain(self) -> Domain:
@@ -114,23 +119,24 @@ class LinearRegression(_BallOverFeatures):
             raise InvalidParameter("utility.target", "needs finite bounds with lower < upper")
 
     @property
-    def _residual_bound(self) -> float:
-        """M = Y + RX bounds |y - θ·x| on Θ and the clipped records."""
-        return max(abs(self.target_lower), abs(self.target_upper)) + self.radius * self._x_norm
+    def _residual_bound(self) -> Fraction:
+        """M = Y + RX bounds |y - θ·x| on Θ and the clipped records (exact, rational)."""
+        y_max = max(abs(self.target_lower), abs(self.target_upper))
+        return Fraction(y_max) + Fraction(self.radius) * self._x_exact
 
     @property
     def loss_bound(self) -> float:
-        return 0.5 * self._residual_bound**2
+        return float_up(self._residual_bound**2 / 2)
 
     @property
     def gradient_bound(self) -> float:
         """G = (Y + RX)·X bounds |(θ·x - y) x|."""
-        return self._residual_bound * self._x_norm
+        return float_up(self._residual_bound * self._x_exact)
 
     @property
     def gradient_lipschitz(self) -> float:
         """H = X²: the Jacobian of g is x xᵀ."""
-        return self._x_norm**2
+        return float_up(self._x_exact**2)
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
         return self._sensitivity(self.loss_bound, self.loss_bound, neighbouring, n_max)
@@ -194,8 +200,8 @@ class LogisticRegression(_BallOverFeatures):
     @property
     def loss_bound(self) -> float:
         """B = log(1 + e^{RX}), overflow-free."""
-        rx = self.radius * self._x_norm
-        return max(rx, 0.0) + math.log1p(math.exp(-rx))
+        rx = float_up(Fraction(self.radius) * self._x_exact)
+        return up_ulps(max(rx, 0.0) + math.log1p(math.exp(-rx)), 4)  # increasing in rx
 
     @property
     def gradient_bound(self) -> float:
@@ -205,10 +211,11 @@ class LogisticRegression(_BallOverFeatures):
     @property
     def gradient_lipschitz(self) -> float:
         """H = X²/4: the Jacobian of g is σ(m)σ(-m) x xᵀ with σσ' <= 1/4."""
-        return 0.25 * self._x_norm**2
+        return float_up(self._x_exact**2 / 4)
 
     def sensitivity(self, neighbouring: str, n_max: int) -> Sensitivity:
-        return self._sensitivity(self.loss_bound, self.radius * self._x_norm, neighbouring, n_max)
+        oscillation = float_up(Fraction(self.radius) * self._x_exact)
+        return self._sensitivity(self.loss_bound, oscillation, neighbouring, n_max)
 
     def clip_records(self, records: Any) -> FloatArray:
         """Clipped features with the label mapped to ±1 in the last column, (n, d + 1)."""
