@@ -88,7 +88,7 @@ def _cases(n: int, rng: np.random.Generator) -> list[tuple[str, object, CustomUt
                 ("a", "b", "y"),
                 (-1.0, -1.0, -2.0),
                 (1.0, 1.0, 2.0),
-                5.0,  # above sup |g| = 2 + 2√2 (the built-in's bound rounds an ulp below it)
+                linear.gradient_bound,  # 2 + 2√2 rounded up: the clip touches, never binds
                 ball_center=(0.0, 0.0),
                 ball_radius=1.0,
             ),
