@@ -141,7 +141,7 @@ class KMeans:
         """Per-record integer contributions summed per grid point (exact path, :mod:`grid`)."""
         gradient = self.form == "gradient_norm"
         bound = self.gradient_bound if gradient else self.loss_bound
-        clip = math.sqrt(self.loss_bound)
+        clip = self.gradient_bound  # the distance clip; the loss bound is its square rounded up
         assignment_grid_sums(grid, clipped, self.k, clip, gradient, quantum, bound, limit, out)
 
     def prepare(self, records: Any) -> FloatArray:
@@ -153,7 +153,7 @@ class KMeans:
             return assignment_gradient_loss(points, prepared, self.k, self.effective_clip)
         v = np.empty(points.shape[0])
         g = np.empty(points.shape)
-        kmeans_loss(points, prepared, self.k, math.sqrt(self.loss_bound), v, g)
+        kmeans_loss(points, prepared, self.k, self.gradient_bound, v, g)
         return v, g
 
     def describe(self) -> dict[str, Any]:
