@@ -95,6 +95,7 @@ class CustomUtility:
     form: str = "gradient_norm"
     family: str = "custom"
     _domain: Domain = field(init=False, repr=False)
+    _proof: list[SummaryProof | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_form(self.form)
@@ -103,6 +104,7 @@ class CustomUtility:
         if self.clip <= 0:
             raise InvalidParameter("utility.clip", "must be finite and positive")
         object.__setattr__(self, "_domain", self._make_domain())
+        object.__setattr__(self, "_proof", [])  # summary_proof's answer, once decided
         self._check_columns()
         check_loss(self.expression, self.columns, self.dim)  # fast, before SymPy
 
@@ -171,11 +173,14 @@ class CustomUtility:
 
     def summary_proof(self) -> SummaryProof | None:
         """Whether the record pass reduces to a summary (:mod:`quadratic`): decided from the
-        public parameters alone, cached per process; None keeps the record pass (always in the
-        loss form). The kernel body comes first, so a loss SymPy refuses is refused (422)
-        before any proof is tried."""
+        public parameters alone, cached per process and decided once per instance, so a
+        release's plan (work estimate, slope bound) and its record pass agree; None keeps the
+        record pass (always in the loss form). The kernel body comes first, so a loss SymPy
+        refuses is refused (422) before any proof is tried."""
         if self.form != "gradient_norm":
             return None
+        if self._proof:
+            return self._proof[0]
         self._kernel_body(grid=False)
         setting = SummarySetting(
             self.form,
@@ -185,7 +190,9 @@ class CustomUtility:
             self.ball_center,
             self.ball_radius,
         )
-        return summary_proof_within(self.expression, tuple(self.columns), self.dim, setting)
+        proof = summary_proof_within(self.expression, tuple(self.columns), self.dim, setting)
+        self._proof.append(proof)
+        return proof
 
     def _kernel_body(self, grid: bool) -> KernelBody:
         order = (_GRID_ORDER if grid else _ORDER)[self.form]
