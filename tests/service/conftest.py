@@ -18,6 +18,10 @@ from service.app import create_app
 from service.settings import Settings
 
 ADMIN_KEY = "pf_test_admin_key_0123456789abcdef"
+QUANTILE = {"family": "quantile", "column": "age", "q": 0.5}
+EXACT = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
+SMALL_SHK = {"utility": QUANTILE, "epsilon": 1.0, "sampler": {"particles": 64}}
+"""Release bodies over the seeded dataset's ``age`` column, shared by the service tests."""
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 

@@ -13,6 +13,9 @@ from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import (
     ADMIN_KEY,
+    EXACT,
+    QUANTILE,
+    SMALL_SHK,
     auth,
     create_analyst,
     create_dataset,
@@ -21,9 +24,6 @@ from tests.service.conftest import (
     wait_job,
 )
 
-QUANTILE = {"family": "quantile", "column": "age", "q": 0.5}
-EXACT = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
-SMALL_SHK = {"utility": QUANTILE, "epsilon": 1.0, "sampler": {"particles": 64}}
 # A release that runs for many seconds unless cancelled (the cancel flag is polled every 0.5 s).
 LONG_SHK = {"utility": QUANTILE, "epsilon": 0.05, "sampler": {"particles": 20000}, "async": True}
 WAIT_S = 120.0

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.app import create_app
 from service.logs import JsonFormatter, logging_config
 from service.settings import Settings
-from tests.service.conftest import ADMIN_KEY, create_analyst, grant
+from tests.service.conftest import ADMIN_KEY, QUANTILE, create_analyst, grant
 
 # Distinctive private values (never in a log line or a metric).
 PRIVATE_AGE = 13.579246
@@ -31,7 +31,6 @@ COLUMNS = [
     {"name": "income", "type": "float", "lower": 0, "upper": 100000},
     {"name": "city", "type": "category", "categories": ["a", "b"]},
 ]
-QUANTILE = {"family": "quantile", "column": "age", "q": 0.5}
 
 
 def _dataset(client: TestClient, admin: dict[str, str], epsilon: float = 10.0) -> str:

@@ -21,6 +21,9 @@ from service.cost import SUMMARY_RECORDS
 from service.settings import Settings
 from tests.service.conftest import (
     ADMIN_KEY,
+    EXACT,
+    QUANTILE,
+    SMALL_SHK,
     auth,
     create_analyst,
     create_dataset,
@@ -29,9 +32,6 @@ from tests.service.conftest import (
     wait_job,
 )
 
-QUANTILE = {"family": "quantile", "column": "age", "q": 0.5}
-EXACT = {"utility": QUANTILE, "epsilon": 0.5, "method": "exact"}
-SMALL_SHK = {"utility": QUANTILE, "epsilon": 1.0, "sampler": {"particles": 64}}
 # A release that runs for many seconds unless stopped (each of its steps polls for cancellation).
 LONG_SHK = {"utility": QUANTILE, "epsilon": 0.05, "sampler": {"particles": 20000}, "async": True}
 WAIT_S = 300.0
